@@ -1,0 +1,50 @@
+"""The `linkhoi` command: a thin dispatcher.
+
+Each sub-command lives beside the library code it drives, in a module that offers
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their
+command runs, so ``linkhoi eval`` does not pay for building a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("linkhoi.data.cli", "inspect and check datasets on disk"),
+    "eval": ("linkhoi.eval.cli", "evaluate a triplet file with an official protocol"),
+    "train": ("linkhoi.train.cli", "train a teacher or a student (progressive learning)"),
+    "detect": ("linkhoi.infer.cli", "detect HOIs on your own images"),
+    "demo": ("linkhoi.demo", "train and evaluate LINK on a synthetic HOI world (CPU)"),
+    "convert-clip": ("linkhoi.model.cli", "convert an OpenAI CLIP archive to safetensors"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="linkhoi", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
+        parser = build_parser()
+        if argv and argv[0] not in {"-h", "--help"}:
+            parser.error(f"unknown command {argv[0]!r}")
+        parser.print_help()
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"linkhoi {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
