@@ -1,0 +1,105 @@
+"""Cost of the LINK head relative to its frozen CLIP backbone (ViT-B/16, random weights, 224).
+
+One image with 15 humans and 15 objects (15 x 29 = 435 pairs). Both parts are timed in the
+same run, alternately (median of ``--repeats`` after a warm-up), then parameter counts and peak memory are
+printed. The last line is exactly ``ratio=<head time / backbone time>`` (goal: <= 0.15 on CPU).
+
+    python benchmarks/model_cost.py [--repeats 7] [--threads 1] [--backbone vit-b16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+from linkhoi import labels
+from linkhoi.detections import Detections
+from linkhoi.model import LinkConfig, LinkModel
+from linkhoi.model.backbone import ClipBackbone, load_clip
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _interleaved_medians(fns, repeats: int) -> list[float]:
+    """Median seconds of each function, run alternately so that load from other processes on
+    the machine hits both alike; one warm-up call each first."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times, strict=True):
+            _sync()
+            start = time.perf_counter()
+            fn()
+            _sync()
+            out.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def _detections(space, n_humans: int, n_objects: int, size=(640, 480)) -> Detections:
+    g = torch.Generator().manual_seed(0)
+    n = n_humans + n_objects
+    w, h = size
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
+    wh = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3]) + 8
+    objects = [p for p in range(len(space.objects)) if p != space.human_position]
+    lab = [space.human_position] * n_humans + [objects[i % len(objects)] for i in range(n_objects)]
+    return Detections(
+        torch.cat([xy, xy + wh], 1), torch.tensor(lab), torch.rand(n, generator=g) * 0.5 + 0.5, size
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="vit-b16")
+    parser.add_argument("--label-space", default="hico_det")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: default)")
+    args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    space = labels.load(args.label_space)
+    clip_model, info = load_clip(args.backbone, None, device=device)
+    backbone = ClipBackbone(clip_model, info)
+    # Random unit text embeddings: the classifier's cost does not depend on their values.
+    text = torch.nn.functional.normalize(torch.randn(len(space.hois), backbone.embed_dim), dim=-1)
+    model = LinkModel(LinkConfig(backbone=args.backbone), space, backbone, text).to(device).eval()
+    image = torch.randn(1, 3, backbone.image_size, backbone.image_size, device=device)
+    dets = [_detections(space, 15, 15).to(device)]
+
+    with torch.no_grad():
+        feats = backbone(image)
+        n_pairs = model(None, dets, features=feats)[0]["pairs"].shape[0]
+        t_backbone, t_head = _interleaved_medians(
+            [lambda: backbone(image), lambda: model(None, dets, features=feats)], args.repeats
+        )
+
+    frozen = sum(p.numel() for p in model.backbone.clip.visual.parameters())
+    text_tower = sum(p.numel() for p in model.backbone.parameters()) - frozen
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB -> MB on Linux
+    print(f"backbone={args.backbone} image={backbone.image_size} grid={backbone.grid} "
+          f"device={device} threads={torch.get_num_threads()} repeats={args.repeats}")  # fmt: skip
+    print(f"detections=15 humans + 15 objects, pairs={n_pairs}, classes={len(space.hois)}")
+    print(f"backbone_time_ms={t_backbone * 1e3:.1f}")
+    print(f"head_time_ms={t_head * 1e3:.1f}")
+    print(f"params_frozen_vision={frozen} params_frozen_text_tower={text_tower}")
+    print(f"params_trainable={trainable}")
+    if device.type == "cuda":
+        print(f"peak_cuda_memory_mb={torch.cuda.max_memory_allocated() / 2**20:.1f}")
+    print(f"peak_rss_mb={peak_rss:.1f}")
+    print(f"ratio={t_head / t_backbone:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

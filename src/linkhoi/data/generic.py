@@ -1,0 +1,240 @@
+"""The project's own annotation json (custom datasets, the synthetic world).
+
+Format (docs/internals.md, docs/datasets.md)::
+
+    {"format": "linkhoi-annotations", "version": 1, "label_space": "synthetic",
+     "image_root": "images",                      # optional, relative to this file
+     "images": [{"file_name": "img_000001.png", "width": 320, "height": 256,
+                 "image_id": 1,                   # optional
+                 "boxes": [{"box": [x1, y1, x2, y2], "label": "person"}, ...],
+                 "hois": [{"human": 0, "object": 1, "verb": "ride"}]}]}
+
+Optional fields: per box ``label_id`` (official object id, used instead of the name when
+given, e.g. SWiG's duplicated names) and ``unannotated`` (bool); per HOI ``role``
+(V-COCO) and ``object: null`` (agent-only). ``label_space`` is a packaged name or a path to
+a label-space file, relative to the json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from linkhoi.data.sample import (
+    DatasetError,
+    HOIPair,
+    Sample,
+    check_unique_names,
+    load_json,
+    parse_box,
+    parse_index,
+    resolve_label_space,
+    validate_sample,
+)
+from linkhoi.labels.labelspace import LabelError
+
+FORMAT = "linkhoi-annotations"
+
+
+def _label_space(value: Any, path: Path) -> Any:
+    if isinstance(value, str) and value and (path.parent / value).is_file():
+        value = str(path.parent / value)
+    try:
+        return resolve_label_space(value, "")
+    except LabelError as err:
+        raise DatasetError(
+            f"cannot load label space {value!r}: {err}", path, field="label_space"
+        ) from None
+
+
+def read_generic(
+    path: str | Path, label_space: Any = None, image_root: str | Path | None = None
+) -> list[Sample]:
+    """Read a ``linkhoi-annotations`` json.
+
+    ``label_space`` (a LabelSpace, name or path) overrides the file's; ``image_root`` overrides
+    the file's ``image_root`` (default: the json's folder).
+    """
+    path = Path(path)
+    data = load_json(path)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise DatasetError(f"not a {FORMAT!r} file", path, field="format")
+    if data.get("version") != 1:
+        raise DatasetError(f"unsupported version {data.get('version')!r}", path, field="version")
+    space = _label_space(label_space if label_space is not None else data.get("label_space"), path)
+    if image_root is not None:
+        root = Path(image_root)
+    else:
+        root = path.parent / str(data.get("image_root", "."))
+    images = data.get("images")
+    if not isinstance(images, list):
+        raise DatasetError("expected a list", path, field="images")
+    samples = []
+    for i, rec in enumerate(images):
+        if not isinstance(rec, dict) or not isinstance(rec.get("file_name"), str):
+            raise DatasetError("record has no string 'file_name'", path, f"#{i}", "file_name")
+        name = rec["file_name"]
+        width = parse_index(rec.get("width"), path, name, "width")
+        height = parse_index(rec.get("height"), path, name, "height")
+        image_id = rec.get("image_id")
+        image_id = None if image_id is None else parse_index(image_id, path, name, "image_id")
+        boxes, labels, unannotated = [], [], []
+        for j, box in enumerate(rec.get("boxes") or []):
+            where = f"boxes[{j}]"
+            if not isinstance(box, dict):
+                raise DatasetError("expected an object", path, name, where)
+            boxes.append(parse_box(box.get("box"), path, name, where + ".box"))
+            try:
+                if box.get("label_id") is not None:
+                    lid = parse_index(box["label_id"], path, name, where + ".label_id")
+                    labels.append(space.object_position_by_id(lid))
+                else:
+                    labels.append(space.object_position(box.get("label")))
+            except LabelError as err:
+                raise DatasetError(
+                    f"unknown category: {err}", path, name, where + ".label"
+                ) from None
+            unannotated.append(bool(box.get("unannotated", False)))
+        pairs = []
+        for k, hoi in enumerate(rec.get("hois") or []):
+            where = f"hois[{k}]"
+            if not isinstance(hoi, dict):
+                raise DatasetError("expected an object", path, name, where)
+            human = parse_index(hoi.get("human"), path, name, where + ".human")
+            obj = hoi.get("object")
+            obj = None if obj is None else parse_index(obj, path, name, where + ".object")
+            for value, fld in ((human, "human"), (obj, "object")):
+                if value is not None and not 0 <= value < len(boxes):
+                    raise DatasetError(
+                        f"index {value} out of range ({len(boxes)} boxes)",
+                        path,
+                        name,
+                        f"{where}.{fld}",
+                    )
+            try:
+                verb = space.verb_position(hoi.get("verb"))
+                position = space.hoi_position(
+                    verb, None if obj is None else labels[obj], hoi.get("role")
+                )
+            except LabelError as err:
+                raise DatasetError(str(err), path, name, where + ".verb") from None
+            if position is None:
+                target = "no object" if obj is None else f"object {space.objects[labels[obj]]!r}"
+                raise DatasetError(
+                    f"verb {space.verbs[verb]!r} with {target} is not an HOI class of "
+                    f"label space {space.name!r}",
+                    path,
+                    name,
+                    where + ".verb",
+                )
+            pairs.append(HOIPair(human, obj, position))
+        samples.append(
+            Sample(
+                file_name=name,
+                image_path=root / name,
+                width=width,
+                height=height,
+                boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                labels=np.asarray(labels, dtype=np.int64),
+                pairs=pairs,
+                unannotated=np.asarray(unannotated, dtype=bool),
+                image_id=image_id,
+            )
+        )
+    for sample in samples:
+        validate_sample(sample, len(space.objects), len(space.hois), path)
+    check_unique_names(samples, path)
+    return samples
+
+
+def _common_root(samples: list[Sample]) -> Path | None:
+    roots = set()
+    for s in samples:
+        if s.image_path is None:
+            return None
+        parts = Path(s.file_name).parts
+        if s.image_path.parts[-len(parts) :] != parts:
+            return None
+        roots.add(Path(*s.image_path.parts[: -len(parts)]))
+    return roots.pop() if len(roots) == 1 else None
+
+
+def write_generic(path: str | Path, samples: list[Sample], label_space: Any) -> None:
+    """Write samples as a ``linkhoi-annotations`` json (atomic: temp file, then rename).
+
+    ``label_space`` is written by name when given as a string, else its ``name``. Pairs whose
+    HOI class does not match the label of their object box cannot be expressed by verb name
+    and raise DatasetError.
+    """
+    path = Path(path)
+    space = resolve_label_space(label_space, "")
+    names = _count(space.objects)
+    images = []
+    for s in samples:
+        boxes = []
+        for box, lab, un in zip(
+            s.boxes.tolist(), s.labels.tolist(), s.unannotated.tolist(), strict=True
+        ):
+            entry: dict[str, Any] = {"box": box, "label": space.objects[lab]}
+            if names[space.objects[lab]] > 1:
+                entry["label_id"] = space.object_ids[lab]
+            if un:
+                entry["unannotated"] = True
+            boxes.append(entry)
+        hois = []
+        for k, p in enumerate(s.pairs):
+            cls = space.hois[p.hoi]
+            if cls.object is not None and (
+                p.object is None or space.objects[s.labels[p.object]] != cls.object
+            ):
+                raise DatasetError(
+                    f"HOI {cls.name!r} does not match the label of its object box",
+                    path,
+                    s.file_name,
+                    f"pairs[{k}]",
+                )
+            hoi: dict[str, Any] = {"human": p.human, "object": p.object, "verb": cls.verb}
+            if cls.role is not None:
+                hoi["role"] = cls.role
+            hois.append(hoi)
+        record: dict[str, Any] = {"file_name": s.file_name, "width": s.width, "height": s.height}
+        if s.image_id is not None:
+            record["image_id"] = s.image_id
+        record["boxes"], record["hois"] = boxes, hois
+        images.append(record)
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "version": 1,
+        "label_space": label_space if isinstance(label_space, str) else space.name,
+    }
+    root = _common_root(samples)
+    if root is not None and root.absolute() != path.parent.absolute():
+        doc["image_root"] = str(root.absolute())
+    doc["images"] = images
+    atomic_write_text(path, json.dumps(doc, indent=1))
+
+
+def _count(names: tuple[str, ...]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in names:
+        out[n] = out.get(n, 0) + 1
+    return out
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text to a temporary file in the same folder, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,145 @@
+"""``linkhoi eval``: score a triplet file with an official protocol.
+
+    linkhoi eval hico_det --annotations FILE --predictions FILE --output OUT.json
+                          [--setting default|known_object] [--split full|rf_uc|nf_uc|uo|uv]
+                          [--image-labels anno.mat]
+    linkhoi eval vcoco    --annotations vcoco_test.json --instances INSTANCES.json
+                          --ids vcoco_test.ids --predictions FILE --output OUT.json
+    linkhoi eval swig_hoi --annotations swig_test.json --predictions FILE --output OUT.json
+    common: [--strict] [--plot] [--export-official DIR]
+
+Writes OUT.json (fractions in [0, 1]) and ``per_class_ap.csv`` beside it, prints a table in
+percent with the protocol used; ``--plot`` adds ``per_class_ap.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from linkhoi.eval.base import EvalError, EvalResult, Evaluator
+from linkhoi.eval.triplets import TripletFileError, gc_paused, read_triplets
+
+BENCHMARK_SPACE = {"hico_det": "hico_det", "vcoco": "vcoco", "swig_hoi": "swig_hoi"}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--predictions", required=True, type=Path,
+                   help="triplet file (.json / .jsonl, optionally .gz)")  # fmt: skip
+    p.add_argument("--output", required=True, type=Path, help="OUT.json to write")
+    p.add_argument("--strict", action="store_true",
+                   help="predictions on images not in the annotations (or not a class) are an "
+                   "error instead of being ignored and counted")  # fmt: skip
+    p.add_argument("--plot", action="store_true", help="also write per_class_ap.png")
+    p.add_argument("--export-official", type=Path, metavar="DIR",
+                   help="write the predictions in the official evaluator's input format")  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Sub-commands ``hico_det``, ``vcoco`` and ``swig_hoi``."""
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    h = sub.add_parser("hico_det", help="HICO-DET (official MATLAB protocol)")
+    h.add_argument("--annotations", required=True, type=Path,
+                   help="test_hico.json (PPDM), instances_test2015.json or anno_bbox.mat")  # fmt: skip
+    h.add_argument("--setting", choices=("default", "known_object"), default="default")
+    h.add_argument("--split", choices=("full", "rf_uc", "nf_uc", "uo", "uv"), default="full")
+    h.add_argument("--image-labels", type=Path, metavar="anno.mat",
+                   help="official anno.mat: Known-Object images from its image-level labels")  # fmt: skip
+    _common(h)
+    v = sub.add_parser("vcoco", help="V-COCO (official vsrl_eval protocol)")
+    v.add_argument("--annotations", required=True, type=Path, help="vcoco_test.json")
+    v.add_argument("--instances", required=True, type=Path, help="COCO instances json")
+    v.add_argument("--ids", required=True, type=Path, help="vcoco_test.ids")
+    _common(v)
+    s = sub.add_parser("swig_hoi", help="SWiG-HOI (official protocol)")
+    s.add_argument("--annotations", required=True, type=Path, help="swig_test json")
+    _common(s)
+
+
+def build_evaluator(args: argparse.Namespace) -> Evaluator:
+    """The benchmark's evaluator built from the annotation files named in ``args``."""
+    if args.benchmark == "hico_det":
+        from linkhoi.eval.hico import HICOEvaluator
+
+        if args.image_labels is not None and args.setting != "known_object":
+            raise EvalError("--image-labels is only used with --setting known_object")
+        return HICOEvaluator.from_files(
+            args.annotations, setting=args.setting, split=args.split,
+            image_labels=args.image_labels, strict=args.strict,
+        )  # fmt: skip
+    if args.benchmark == "vcoco":
+        from linkhoi.eval.vcoco import VCOCOEvaluator
+
+        return VCOCOEvaluator.from_files(
+            args.annotations, args.instances, args.ids, strict=args.strict
+        )
+    from linkhoi.eval.swig import SWIGEvaluator
+
+    return SWIGEvaluator.from_files(args.annotations, strict=args.strict)
+
+
+def evaluate_file(evaluator: Evaluator, predictions: Path, benchmark: str) -> EvalResult:
+    """Stream a triplet file through ``evaluator`` and evaluate it.
+
+    Detections are validated once, by :func:`resolve_triplets` inside the evaluator.
+    """
+    evaluator.reset()
+    evaluator.predictions_source = str(predictions)  # type: ignore[attr-defined]
+    header: dict = {}
+    want = BENCHMARK_SPACE[benchmark]
+    images = read_triplets(predictions, check_detections=False, header=header)
+    try:
+        with gc_paused():  # no reference cycles here; avoids full collections over 1M dicts
+            for name, dets in tqdm(images, desc="evaluate", unit="img", disable=None):
+                space = header.get("label_space")
+                if isinstance(space, str) and space and space != want:
+                    raise TripletFileError(
+                        f"{predictions}: field 'label_space' is {space!r}, but {benchmark} "
+                        f"needs {want!r} predictions"
+                    )
+                evaluator.process(name, dets)
+            return evaluator.evaluate()
+    except (TripletFileError, EvalError) as err:
+        msg = str(err)  # evaluators may not know the file name: put it in
+        for anon in ("<predictions>", "<memory>"):
+            if msg.startswith(anon):
+                raise type(err)(str(predictions) + msg[len(anon) :]) from None
+        raise
+
+
+def _class_names(evaluator: Any, result: EvalResult) -> dict[str, str]:
+    ls = getattr(evaluator, "label_space", None)
+    if ls is None:
+        return {}
+    by_id = {str(h.id): h.name for h in ls.hois}
+    return {k: by_id[k] for k in result.per_class if k in by_id}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, write OUT.json + per_class_ap.csv (+ png, + official export), print a table."""
+    from linkhoi.eval.report import format_table, plot_per_class, write_per_class_csv
+
+    try:
+        evaluator = build_evaluator(args)
+        result = evaluate_file(evaluator, args.predictions, args.benchmark)
+    except (TripletFileError, EvalError, ValueError, OSError) as err:
+        # DatasetError and LabelError are ValueErrors with a message naming file/image/field
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    out: Path = args.output
+    result.to_json(out)
+    names = _class_names(evaluator, result)
+    csv_path = write_per_class_csv(out.parent / "per_class_ap.csv", result.per_class, names)
+    print(format_table(result))
+    print(f"wrote {out} and {csv_path}")
+    if args.plot:
+        print(f"wrote {plot_per_class(out.parent / 'per_class_ap.png', result, names)}")
+    if args.export_official is not None:
+        written = evaluator.export_official(args.export_official)  # type: ignore[attr-defined]
+        where = written[0].parent if isinstance(written, list) and written else written
+        print(f"wrote the official-format predictions to {where}")
+    return 0

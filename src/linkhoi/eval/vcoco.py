@@ -1,0 +1,561 @@
+"""V-COCO evaluator: agent AP (26 actions) and role AP (Scenario 1 and 2), as ``vsrl_eval.py``.
+
+Protocol: ``shared/docs/eval-vcoco-swig.md`` Part A. Every detection is matched on its own key
+(``<action>_agent`` or ``<action>_<role>``) to the GT person with the largest IoU among *all*
+persons of the image (+1 pixel convention, float32); a detection whose best person is ignored
+(not V-COCO-annotated) is dropped, a duplicate or a wrong best person is an FP (no fallback).
+
+Matching is vectorised over all detections at once: the "covered" state of the official loop
+only ever changes on a TP, so a detection is a TP exactly when it is a candidate (right action,
+IoU >= 0.5, role check) and no higher-ranked candidate of the same (key, person) precedes it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from linkhoi.eval.ap import ap_all_point, precision_recall
+from linkhoi.eval.base import EvalError, EvalResult, Evaluator
+from linkhoi.eval.triplets import ROLES, TripletFileError, resolve_triplets
+
+IOU_THRESHOLD = 0.5
+_ROLE_INDEX = {name: i for i, name in enumerate(ROLES)}  # None -> 0, "obj" -> 1, "instr" -> 2
+_AMBIGUOUS_ROLE, _NO_SUCH_ROLE = -2, -3
+
+
+def iou_plus1(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """IoU with the +1 pixel convention, in float32 like ``vsrl_eval.get_overlap``.
+
+    Args:
+        gt, pred: (M, 4) boxes [x1, y1, x2, y2], compared row by row (broadcastable).
+    Returns:
+        (M,) float32 IoU; NaN where a box holds NaN.
+    """
+    gt = np.asarray(gt, dtype=np.float32)
+    pred = np.asarray(pred, dtype=np.float32)
+    one = np.float32(1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iw = np.maximum(
+            np.minimum(gt[..., 2], pred[..., 2]) - np.maximum(gt[..., 0], pred[..., 0]) + one,
+            np.float32(0),
+        )
+        ih = np.maximum(
+            np.minimum(gt[..., 3], pred[..., 3]) - np.maximum(gt[..., 1], pred[..., 1]) + one,
+            np.float32(0),
+        )
+        inters = iw * ih
+        uni = (
+            (pred[..., 2] - pred[..., 0] + one) * (pred[..., 3] - pred[..., 1] + one)
+            + (gt[..., 2] - gt[..., 0] + one) * (gt[..., 3] - gt[..., 1] + one)
+            - inters
+        )
+        return inters / uni
+
+
+@dataclass
+class _Classes:
+    """The V-COCO keys of a label space: 26 agent keys then 25 role keys."""
+
+    actions: tuple[str, ...]  # (A,) action names, official order
+    role_keys: list[tuple[int, str]]  # (R,) (action index, role name), official role order
+    key_table: np.ndarray  # (A, 3, 2) int: [verb, role index, has object box] -> key
+    hoi_action: np.ndarray  # (H,) action index of each HOI position
+    hoi_role_key: np.ndarray  # (H,) role key index, -1 for roleless classes
+    official_25: list[int]  # role key indices of the official 25-mean
+    reporting_24: list[int]  # role key indices of the reported 24-mean
+
+    @property
+    def num_keys(self) -> int:
+        return len(self.actions) + len(self.role_keys)
+
+    def key_name(self, k: int) -> str:
+        a = len(self.actions)
+        if k < a:
+            return f"{self.actions[k]}_agent"
+        act, role = self.role_keys[k - a]
+        return f"{self.actions[act]}_{role}"
+
+
+def _classes(label_space: Any) -> _Classes:
+    actions = tuple(label_space.verbs)
+    verb_pos = {v: i for i, v in enumerate(actions)}
+    role_keys: list[tuple[int, str]] = []
+    hoi_action = np.empty(len(label_space.hois), dtype=np.int64)
+    hoi_role_key = np.full(len(label_space.hois), -1, dtype=np.int64)
+    for pos, h in enumerate(label_space.hois):
+        hoi_action[pos] = verb_pos[h.verb]
+        if h.role is not None:
+            key = (verb_pos[h.verb], h.role)
+            if key not in role_keys:
+                role_keys.append(key)
+            hoi_role_key[pos] = role_keys.index(key)
+    n_a = len(actions)
+    table = np.full((n_a, len(ROLES), 2), _NO_SUCH_ROLE, dtype=np.int64)
+    for a in range(n_a):
+        mine = [r for r, (act, _) in enumerate(role_keys) if act == a]
+        table[a, 0, 0] = a  # role null, no object box: agent-only score
+        # role null with an object box: the action's only role, or the agent key when it has
+        # none; an action with two roles (hit, eat, cut) needs the role spelled out.
+        table[a, 0, 1] = n_a + mine[0] if len(mine) == 1 else (a if not mine else _AMBIGUOUS_ROLE)
+        for r in mine:
+            ri = _ROLE_INDEX[role_keys[r][1]]
+            table[a, ri, :] = n_a + r
+    subsets = getattr(label_space, "subsets", {}) or {}
+
+    def role_subset(name: str, default: list[int]) -> list[int]:
+        if name not in subsets:
+            return default
+        return sorted({int(hoi_role_key[p]) for p in subsets[name] if hoi_role_key[p] >= 0})
+
+    all_roles = list(range(len(role_keys)))
+    no_point = [r for r, (act, _) in enumerate(role_keys) if actions[act] != "point"]
+    return _Classes(
+        actions=actions,
+        role_keys=role_keys,
+        key_table=table,
+        hoi_action=hoi_action,
+        hoi_role_key=hoi_role_key,
+        official_25=role_subset("role_ap_official", all_roles),
+        reporting_24=role_subset("reporting_24", no_point),
+    )
+
+
+@dataclass
+class _GroundTruth:
+    """GT persons of all images, concatenated (P persons, A actions, R role keys)."""
+
+    index: dict[str, int]  # file_name and str(image_id) -> image index
+    image_ids: list[int | None]
+    person_start: np.ndarray  # (I + 1,) persons of image i are [start[i], start[i+1])
+    boxes: np.ndarray  # (P, 4) float32
+    ignored: np.ndarray  # (P,) bool, person without V-COCO annotation
+    positive: np.ndarray  # (P, A) bool
+    role_boxes: np.ndarray  # (P, R, 4) float32, NaN where no role object
+    has_role: np.ndarray  # (P, R) bool
+    npos: np.ndarray  # (A,) int64
+
+
+def _ground_truth(samples: list[Any], label_space: Any, cls: _Classes) -> _GroundTruth:
+    human = label_space.object_position(label_space.human)
+    n_a, n_r = len(cls.actions), len(cls.role_keys)
+    index: dict[str, int] = {}
+    starts, boxes, ignored, positive, role_boxes, has_role = [0], [], [], [], [], []
+    for i, s in enumerate(samples):
+        index[s.file_name] = i
+        if s.image_id is not None:
+            index.setdefault(str(s.image_id), i)
+        people = np.flatnonzero(np.asarray(s.labels) == human)
+        local = {int(b): k for k, b in enumerate(people)}
+        pos = np.zeros((len(people), n_a), dtype=bool)
+        rbox = np.full((len(people), n_r, 4), np.nan, dtype=np.float32)
+        hrole = np.zeros((len(people), n_r), dtype=bool)
+        unann = np.asarray(s.unannotated, dtype=bool)
+        for k, pair in enumerate(s.pairs):
+            p = local.get(pair.human)
+            if p is None or unann[pair.human]:
+                why = "not a person" if p is None else "an unannotated (ignored) person"
+                raise EvalError(
+                    f"ground truth image {s.file_name!r}, field 'pairs[{k}].human': box "
+                    f"{pair.human} is {why}; V-COCO pairs need an annotated person"
+                )
+            pos[p, cls.hoi_action[pair.hoi]] = True
+            r = cls.hoi_role_key[pair.hoi]
+            if r >= 0 and pair.object is not None:
+                hrole[p, r] = True
+                rbox[p, r] = s.boxes[pair.object]
+        starts.append(starts[-1] + len(people))
+        boxes.append(np.asarray(s.boxes, dtype=np.float32)[people].reshape(-1, 4))
+        ignored.append(unann[people] if unann.size else np.zeros(len(people), bool))
+        positive.append(pos)
+        role_boxes.append(rbox)
+        has_role.append(hrole)
+    cat = np.concatenate
+    ign = cat(ignored) if ignored else np.zeros(0, bool)
+    pos_all = cat(positive) if positive else np.zeros((0, n_a), bool)
+    return _GroundTruth(
+        index=index,
+        image_ids=[s.image_id for s in samples],
+        person_start=np.asarray(starts, dtype=np.int64),
+        boxes=cat(boxes) if boxes else np.zeros((0, 4), np.float32),
+        ignored=ign,
+        positive=pos_all,
+        role_boxes=cat(role_boxes) if role_boxes else np.zeros((0, n_r, 4), np.float32),
+        has_role=cat(has_role) if has_role else np.zeros((0, n_r), bool),
+        npos=(pos_all & ~ign[:, None]).sum(axis=0).astype(np.int64),
+    )
+
+
+def _first_max_per_segment(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per non-empty segment of ``values``: (max, index of its first occurrence, segment-local)."""
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    seg_max = np.maximum.reduceat(values, starts)
+    seg_of = np.repeat(np.arange(len(counts)), counts)
+    hit = np.flatnonzero(values == seg_max[seg_of])
+    first = np.unique(seg_of[hit], return_index=True)[1]
+    return seg_max, hit[first] - starts
+
+
+def _first_in_group(candidate: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """(D,) bool: candidate rows that are the first candidate of their group (rows ranked)."""
+    out = np.zeros(len(candidate), dtype=bool)
+    idx = np.flatnonzero(candidate)
+    if idx.size:
+        out[idx[np.unique(group[idx], return_index=True)[1]]] = True
+    return out
+
+
+class VCOCOEvaluator(Evaluator):
+    """Official V-COCO agent and role AP over triplet-format detections.
+
+    Detections (``process``): ``verb`` (or ``verb_id``/``hoi_id``), ``role`` (``"obj"``,
+    ``"instr"`` or null), ``human_box``, ``object_box`` (null = "no object", the official empty
+    role prediction), ``score``. Key of a detection: role null and no object box -> the
+    ``<action>_agent`` score (agent AP reads only these); a role -> ``<action>_<role>``; role
+    null with an object box -> the action's only role (error for hit/eat/cut, which have two;
+    the agent key for stand/walk/run/smile, which have none).
+
+    Args:
+        samples: GT as built by :func:`linkhoi.data.read_vcoco` (persons flagged
+            ``unannotated`` are the official ignored persons).
+        label_space: the ``vcoco`` label space (26 actions, 29 action-role classes).
+        strict: raise on predictions for images outside the split instead of ignoring them.
+    """
+
+    benchmark = "vcoco"
+
+    def __init__(self, samples: list[Any], label_space: Any, strict: bool = False) -> None:
+        super().__init__()
+        self.label_space = label_space
+        self.strict = strict
+        self.cls = _classes(label_space)
+        self.gt = _ground_truth(samples, label_space, self.cls)
+        self.samples = samples
+
+    @classmethod
+    def from_files(
+        cls,
+        annotations: str | os.PathLike[str],
+        instances: str | os.PathLike[str],
+        ids: str | os.PathLike[str],
+        label_space: Any = None,
+        strict: bool = False,
+        sort_ids: bool = False,
+    ) -> VCOCOEvaluator:
+        """Build the GT from ``vcoco_<split>.json``, the COCO instances file and the ids file.
+
+        ``sort_ids`` sorts an unsorted ids file first (trainval/all; iCAN's fix), see
+        :func:`linkhoi.data.read_vcoco`.
+        """
+        from linkhoi import labels
+        from linkhoi.data import read_vcoco
+
+        ls = labels.load("vcoco") if label_space is None else label_space
+        if isinstance(ls, str):
+            ls = labels.load(ls)
+        samples = read_vcoco(annotations, instances, ids, label_space=ls, sort_ids=sort_ids)
+        return cls(samples, ls, strict=strict)
+
+    # ---------------------------------------------------------------- per image
+    def convert(self, image_key: str, detections: list[dict]) -> Any:
+        """One image's detections as arrays: (image index, keys, scores, human, object boxes).
+
+        Returns None for an image outside the split (ignored, as the official script does).
+        """
+        src = getattr(self, "predictions_source", "predictions")  # set by eval.cli
+        image = self.gt.index.get(image_key)
+        if image is None:
+            if self.strict:
+                raise EvalError(
+                    f"{src}: image {image_key!r} (field 'file_name') is not in the V-COCO split; "
+                    "the official protocol ignores it (run without --strict to do so)"
+                )
+            return None
+        n = len(detections)
+        if n == 0:
+            return (image, np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4), np.float32),
+                    np.zeros((0, 4), np.float32))  # fmt: skip
+        try:
+            arr = resolve_triplets(detections, self.label_space, src, image_key)
+        except TripletFileError as err:
+            raise EvalError(str(err)) from None
+        if not (np.isfinite(arr.scores).all() and np.isfinite(arr.human_boxes).all()):
+            j = int(
+                np.flatnonzero(~(np.isfinite(arr.scores) & np.isfinite(arr.human_boxes).all(1)))[0]
+            )
+            raise EvalError(
+                f"{src}: image {image_key!r}, detection {j}: non-finite 'score' or 'human_box'"
+            )
+        has_obj = ~np.isnan(arr.object_boxes).any(axis=1)
+        keys = self.cls.key_table[arr.verbs, arr.roles, has_obj.astype(np.int64)]
+        bad = np.flatnonzero(keys < 0)
+        if bad.size:
+            j = int(bad[0])
+            verb = self.cls.actions[arr.verbs[j]]
+            if keys[j] == _AMBIGUOUS_ROLE:
+                msg = f"verb {verb!r} has two roles; field 'role' must be 'obj' or 'instr'"
+            else:
+                msg = f"verb {verb!r} has no role {ROLES[arr.roles[j]]!r}"
+            raise EvalError(f"{src}: image {image_key!r}, detection {j}, field 'role': {msg}")
+        return (image, keys, arr.scores, arr.human_boxes.astype(np.float32),
+                arr.object_boxes.astype(np.float32))  # fmt: skip
+
+    # ---------------------------------------------------------------- evaluation
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        _check_one_key_per_image((k, v[0]) for k, v in self._predictions.items() if v is not None)
+        parts = [v for v in self._predictions.values() if v is not None]
+        if not parts:
+            z = np.zeros(0, np.int64)
+            return z, z, np.zeros(0), np.zeros((0, 4), np.float32), np.zeros((0, 4), np.float32)
+        img = np.concatenate([np.full(len(p[1]), p[0], np.int64) for p in parts])
+        return (img, *(np.concatenate([p[k] for p in parts]) for k in range(1, 5)))
+
+    def match(self) -> dict[str, np.ndarray]:
+        """Match every detection; arrays over the D recorded detections.
+
+        Returns dict with ``key`` (D,), ``score`` (D,), ``order`` (D,) ranking (key asc, score
+        desc, stable), ``dropped`` (D,) bool and ``tp_s1``, ``tp_s2`` (D,) bool (agent keys
+        have the same TP in both).
+        """
+        gt, cls = self.gt, self.cls
+        img, key, score, hbox, obox = self._arrays()
+        n_a = len(cls.actions)
+        if len(gt.ignored) == 0:  # no GT person at all: every detection is an FP
+            none = np.zeros(len(key), bool)
+            order = np.lexsort((-score, key))
+            return {"key": key, "score": score, "order": order, "dropped": none,
+                    "tp_s1": none, "tp_s2": none}  # fmt: skip
+        counts = (gt.person_start[1:] - gt.person_start[:-1])[img]
+        has_person = counts > 0
+        # Pair every detection with every GT person of its image (few persons per image).
+        rows = np.flatnonzero(has_person)
+        c = counts[rows]
+        det_rep = np.repeat(rows, c)
+        offs = np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
+        person_rep = gt.person_start[img[det_rep]] + offs
+        ov_all = iou_plus1(gt.boxes[person_rep], hbox[det_rep])
+        ov = np.zeros(len(key), np.float32)
+        j = np.zeros(len(key), np.int64)
+        if rows.size:
+            seg_max, arg = _first_max_per_segment(ov_all, c)
+            ov[rows] = seg_max
+            j[rows] = gt.person_start[img[rows]] + arg
+        # Images without persons cannot occur in the official data; count them as FPs.
+        dropped = has_person & gt.ignored[j]
+        is_role = key >= n_a
+        action = np.where(is_role, 0, key)
+        r = np.where(is_role, key - n_a, 0)
+        if cls.role_keys:
+            action[is_role] = np.asarray([a for a, _ in cls.role_keys])[r[is_role]]
+        base = has_person & gt.positive[j, action] & (ov >= IOU_THRESHOLD)
+        # Role check for the role keys.
+        has_gt_role = gt.has_role[j, r] & is_role if cls.role_keys else np.zeros(len(key), bool)
+        role_ov = iou_plus1(gt.role_boxes[j, r], obox) if cls.role_keys else np.zeros(len(key))
+        role_hit = has_gt_role & (role_ov >= IOU_THRESHOLD)  # NaN fails
+        empty = np.isnan(obox).all(axis=1) | (obox == 0).all(axis=1)
+        s1 = ~is_role | role_hit | (~has_gt_role & empty)
+        s2 = ~is_role | role_hit | ~has_gt_role
+        order = np.lexsort((-score, key))
+        group = (key * max(len(gt.ignored), 1) + j)[order]
+        keep = ~dropped[order]
+        tp_s1 = np.zeros(len(key), bool)
+        tp_s2 = np.zeros(len(key), bool)
+        tp_s1[order] = _first_in_group((base & s1)[order] & keep, group)
+        tp_s2[order] = _first_in_group((base & s2)[order] & keep, group)
+        return {"key": key, "score": score, "order": order, "dropped": dropped,
+                "tp_s1": tp_s1, "tp_s2": tp_s2}  # fmt: skip
+
+    def evaluate(self) -> EvalResult:
+        """Agent AP (26), role AP per scenario (25), the 24-class and 25-class means."""
+        cls, gt = self.cls, self.gt
+        m = self.match()
+        n_a = len(cls.actions)
+        ranked = m["order"][~m["dropped"][m["order"]]]
+        key_sorted = m["key"][ranked]
+        bounds = np.searchsorted(key_sorted, np.arange(cls.num_keys + 1))
+        ap = {
+            "scenario_1": np.full(cls.num_keys, np.nan),
+            "scenario_2": np.full(cls.num_keys, np.nan),
+        }
+        for k in range(cls.num_keys):
+            sel = ranked[bounds[k] : bounds[k + 1]]
+            npos = int(gt.npos[k if k < n_a else cls.role_keys[k - n_a][0]])
+            for name, tp in (("scenario_1", m["tp_s1"]), ("scenario_2", m["tp_s2"])):
+                if npos == 0:
+                    continue  # AP undefined (the official script asserts); NaN, skipped by means
+                rec, prec = precision_recall(tp[sel], npos)
+                ap[name][k] = ap_all_point(rec, prec) if sel.size else 0.0
+        agent = ap["scenario_1"][:n_a]
+        summary: dict[str, Any] = {
+            "benchmark": "vcoco",
+            "agent_ap": {
+                "mean": float(np.nansum(agent) / n_a),
+                "per_class": {a: float(agent[i]) for i, a in enumerate(cls.actions)},
+            },
+            "role_ap": {},
+        }
+        per_class = {f"agent/{a}": float(agent[i]) for i, a in enumerate(cls.actions)}
+        for name in ("scenario_1", "scenario_2"):
+            role = ap[name][n_a:]
+            summary["role_ap"][name] = {
+                "mean": _nanmean(role[cls.reporting_24]),
+                "mean_25": _nanmean(role[cls.official_25]),
+                "per_class": {cls.key_name(n_a + r): float(role[r]) for r in range(len(role))},
+            }
+            per_class.update(
+                {f"{name}/{cls.key_name(n_a + r)}": float(role[r]) for r in range(len(role))}
+            )
+        return EvalResult("vcoco", summary, per_class, self._protocol(), self._notes(m))
+
+    def _protocol(self) -> dict[str, str]:
+        return {
+            "ap": "VOC all-point AP per key (vsrl_eval voc_ap)",
+            "box_convention": "inclusive pixels, IoU with +1 (float32), threshold >= 0.5",
+            "matching": "argmax over all GT persons (ignored included), no fallback",
+            "agent_mean": f"nansum over {len(self.cls.actions)} actions / {len(self.cls.actions)}",
+            "role_mean": f"mean over {len(self.cls.reporting_24)} role classes (without point)",
+            "role_mean_25": f"nanmean over {len(self.cls.official_25)} role classes (official)",
+            "scenarios": "S1: empty prediction required when no GT role object; S2: ignored",
+        }
+
+    def _notes(self, m: dict[str, np.ndarray]) -> list[str]:
+        notes = []
+        outside = sum(v is None for v in self._predictions.values())
+        if outside:
+            notes.append(f"{outside} predicted image(s) are not in the split and were ignored")
+        seen = {v[0] for v in self._predictions.values() if v is not None}
+        if len(seen) < len(self.samples):
+            notes.append(f"{len(self.samples) - len(seen)} split images had no predictions")
+        notes.append(f"{int(m['dropped'].sum())} detections matched an ignored person (dropped)")
+        no_gt = [self.cls.actions[a] for a in np.flatnonzero(self.gt.npos == 0)]
+        if no_gt:
+            notes.append(f"actions without GT positives (AP NaN): {', '.join(no_gt)}")
+        notes.append("agent AP reads only agent-only detections (role and object_box null)")
+        return notes
+
+    # ---------------------------------------------------------------- export
+    def export_official(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``vcoco_detections.pkl``, the input of the official ``vsrl_eval.py``.
+
+        One dict per (image, person box) with ``image_id``, ``person_box`` and all 26
+        ``<action>_agent`` scores and 25 ``<action>_<role>`` ``[x1, y1, x2, y2, score]``
+        entries; keys a row does not predict are NaN (invisible to the official script). Two
+        detections of the same key on the same person box go to separate rows. Images outside
+        the split are left out (the official script ignores them).
+        """
+        cls, n_a = self.cls, len(self.cls.actions)
+        nan_row = {f"{a}_agent": np.nan for a in cls.actions}
+        nan_row.update({cls.key_name(n_a + r): [np.nan] * 5 for r in range(len(cls.role_keys))})
+        rows: list[dict[str, Any]] = []
+        for value in self._predictions.values():
+            if value is None:
+                continue
+            image, keys, scores, hb, ob = value
+            image_id = self.gt.image_ids[image]
+            open_rows: dict[tuple[float, ...], list[dict[str, Any]]] = {}
+            for k, s, h, o in zip(
+                keys.tolist(), scores.tolist(), hb.tolist(), ob.tolist(), strict=True
+            ):
+                name = cls.key_name(k)
+                row = None
+                for cand in open_rows.setdefault(tuple(h), []):
+                    if _is_unset(cand[name]):
+                        row = cand
+                        break
+                if row is None:
+                    row = {"image_id": image_id, "person_box": list(h), **nan_row}
+                    open_rows[tuple(h)].append(row)
+                    rows.append(row)
+                row[name] = float(s) if k < n_a else [*o, float(s)]
+        path = Path(directory) / "vcoco_detections.pkl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".vcoco_detections.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                pickle.dump(rows, fh, protocol=2)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+
+def _check_one_key_per_image(items: Any) -> None:
+    """EvalError when one GT image was processed under two keys (file name and image id)."""
+    seen: dict[int, str] = {}
+    for key, image in items:
+        if image >= 0 and seen.setdefault(image, key) != key:
+            raise EvalError(
+                f"image {seen[image]!r} was given twice (also as {key!r}); each image may "
+                "appear only once (field 'file_name')"
+            )
+
+
+def _is_unset(value: Any) -> bool:
+    v = value[4] if isinstance(value, list) else value
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    ok = ~np.isnan(values)
+    return float(values[ok].mean()) if ok.any() else float("nan")
+
+
+def official_to_triplets(
+    rows: list[dict[str, Any]], file_names: dict[int, str] | None = None
+) -> list[tuple[str, list[dict]]]:
+    """Convert ``vsrl_eval`` input rows (a QPIC/UPT pickle) to triplet images.
+
+    Every non-NaN ``<action>_agent`` score becomes an agent-only detection and every non-NaN
+    ``<action>_<role>`` entry a role detection (an all-NaN box becomes ``object_box`` null).
+    Images are keyed by ``file_names[image_id]`` or ``str(image_id)`` (both accepted by
+    :class:`VCOCOEvaluator`).
+    """
+    out: dict[str, list[dict]] = {}
+    for row in rows:
+        iid = int(row["image_id"])
+        dets = out.setdefault((file_names or {}).get(iid, str(iid)), [])
+        hb = [float(v) for v in row["person_box"]]
+        for key, value in row.items():
+            if key in ("image_id", "person_box"):
+                continue
+            verb, _, role = key.rpartition("_")
+            if role == "agent":
+                if not math.isnan(float(value)):
+                    dets.append({"verb": verb, "role": None, "human_box": hb,
+                                 "object_box": None, "score": float(value)})  # fmt: skip
+            elif role in ("obj", "instr") and not math.isnan(float(value[4])):
+                box = [float(v) for v in value[:4]]
+                dets.append({"verb": verb, "role": role, "human_box": hb,
+                             "object_box": None if all(map(math.isnan, box)) else box,
+                             "score": float(value[4])})  # fmt: skip
+    return list(out.items())
+
+
+def add_agent_detections(detections: list[dict]) -> list[dict]:
+    """Add agent-only scores derived from role detections with QPIC's mapping.
+
+    For every (verb, human box, object box) with an explicit ``role``, the agent score is the
+    largest of its role scores (hit/eat/cut: max of the two roles; other actions: the role
+    score). Detections without ``role`` are left alone, so roleless actions (stand, walk, run,
+    smile) are not counted twice. Returns the input list plus the new agent detections.
+    """
+    best: dict[tuple, dict] = {}
+    for d in detections:
+        if d.get("role") is None:
+            continue
+        ob = d.get("object_box")
+        key = (d["verb"], tuple(d["human_box"]), None if ob is None else tuple(ob))
+        if key not in best or d["score"] > best[key]["score"]:
+            best[key] = {"verb": d["verb"], "role": None, "human_box": list(d["human_box"]),
+                         "object_box": None, "score": d["score"]}  # fmt: skip
+    return [*detections, *best.values()]

@@ -1,0 +1,160 @@
+"""LINK model checkpoints as plain data (docs/internals.md, "Checkpoints").
+
+A payload holds the model config, the label space, the backbone's identity (name, weights
+hash, resolution, whether its weights are included) and the head's state dict (with the text
+classifier). Large CLIP backbones are left out: loading then needs the same weights file,
+checked by hash. A random backbone (tests, demo) rebuilds deterministically and is checked too.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from linkhoi.model.config import LinkConfig
+from linkhoi.model.link import LinkModel
+
+FORMAT = "linkhoi-checkpoint"
+VERSION = 1
+SMALL_BACKBONES = ("tiny",)  # included in checkpoints by default
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and the field."""
+
+
+def model_payload(model: LinkModel, include_backbone: bool | None = None) -> dict[str, Any]:
+    """The model as plain data: ``{format, version, model_config, label_space, backbone, model}``.
+
+    ``include_backbone=None`` includes the CLIP weights only for small backbones (``tiny``).
+    """
+    backbone = model.backbone
+    if include_backbone is None:
+        include_backbone = backbone.name in SMALL_BACKBONES
+    state = {
+        k: v.detach().cpu()
+        for k, v in model.state_dict().items()
+        if include_backbone or not k.startswith("backbone.")
+    }
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": model.config.to_dict(),
+        "label_space": model.label_space.to_dict(),
+        "backbone": {
+            "name": backbone.name,
+            "sha256": backbone.sha256,
+            "included": bool(include_backbone),
+            "image_size": int(backbone.image_size),
+            "random": backbone.info.get("format") == "random",
+        },
+        "model": state,
+    }
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename (atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _field(payload: dict, key: str, where: str) -> Any:
+    if key not in payload:
+        raise CheckpointError(f"{where}: missing field {key!r}")
+    return payload[key]
+
+
+def load_model(
+    path_or_payload: str | Path | dict[str, Any],
+    clip_weights: str | Path | None = None,
+    device: str | torch.device | None = None,
+) -> LinkModel:
+    """Rebuild a ``LinkModel`` from a checkpoint file (``torch.load(weights_only=True)``) or payload.
+
+    When the backbone is not included, ``clip_weights`` must be the weights file it was trained
+    with (its sha256 is compared); a random backbone is rebuilt from its seed and its hash
+    compared. Raises ``CheckpointError`` with the file and field on any mismatch.
+    """
+    from linkhoi.labels import LabelSpace
+    from linkhoi.model.backbone import ClipBackbone, load_clip
+    from linkhoi.model.clip_loading import state_dict_sha256
+
+    if isinstance(path_or_payload, dict):
+        where, payload = "<checkpoint payload>", path_or_payload
+    else:
+        where = str(path_or_payload)
+        try:
+            payload = torch.load(path_or_payload, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise CheckpointError(f"{where}: no such checkpoint file") from None
+        except Exception as err:  # not a torch file, or pickled objects beyond plain data
+            raise CheckpointError(f"{where}: not a loadable linkhoi checkpoint ({err})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{where}: field 'format' is not {FORMAT!r}")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"{where}: field 'version' is {payload.get('version')!r}, need {VERSION}"
+        )
+    try:
+        config = LinkConfig.from_dict(dict(_field(payload, "model_config", where)))
+    except ValueError as err:
+        raise CheckpointError(f"{where}: field 'model_config': {err}") from None
+    label_space = LabelSpace.from_dict(_field(payload, "label_space", where))
+    info = _field(payload, "backbone", where)
+    state = _field(payload, "model", where)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    included, random_init = bool(info.get("included")), bool(info.get("random"))
+    weights = None
+    if not included and not random_init:
+        if clip_weights is None:
+            raise CheckpointError(
+                f"{where}: the {info['name']!r} backbone weights are not included; pass "
+                f"clip_weights= the weights file (sha256 {info['sha256'][:16]}...)"
+            )
+        weights = clip_weights
+    clip_model, clip_info = load_clip(info["name"], weights, info.get("image_size"), device)
+    if not included and clip_info["sha256"] != info["sha256"]:
+        what = "the rebuilt random backbone" if weights is None else f"clip weights {weights}"
+        raise CheckpointError(
+            f"{where}: field 'backbone.sha256' is {info['sha256'][:16]}... but {what} hash to "
+            f"{clip_info['sha256'][:16]}...: not the backbone this model was trained with"
+        )
+    clip_info["sha256"] = info["sha256"]
+    backbone = ClipBackbone(clip_model, clip_info)
+    text = state.get("text")
+    if text is None:
+        raise CheckpointError(f"{where}: field 'model' has no 'text' classifier weights")
+    model = LinkModel(config, label_space, backbone, torch.zeros_like(text))
+    own = model.state_dict()
+    expected = {k for k in own if included or not k.startswith("backbone.")}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{where}: field 'model' does not match the config (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]})"
+        )
+    try:
+        model.load_state_dict(state, strict=included)
+    except RuntimeError as err:  # shape mismatches
+        raise CheckpointError(f"{where}: field 'model' does not fit the config: {err}") from None
+    if included and random_init:
+        got = state_dict_sha256(model.backbone.clip.state_dict())
+        if got != info["sha256"]:
+            raise CheckpointError(
+                f"{where}: included backbone weights do not match 'backbone.sha256'"
+            )
+    return model.to(device).eval()

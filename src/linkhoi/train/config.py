@@ -1,0 +1,233 @@
+"""Training configuration: dataclasses <-> YAML, with typed ``key=value`` overrides.
+
+A run's configuration is plain data. ``load_config(path, overrides)`` reads a YAML file,
+applies dotted overrides (``optim.lr=3e-4``, ``distill.map=false``), checks every key and type,
+and returns a ``TrainConfig``. ``TrainConfig.to_dict()`` is what the trainer writes beside its
+outputs (``config.yaml``) and stores in checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is wrong; the message names the file and the key."""
+
+
+@dataclass
+class DataConfig:
+    """Where the training (and optional validation) data comes from."""
+
+    label_space: str = "synthetic"  # packaged name or path of a label-space file
+    format: str = "generic"  # `read_dataset` kind: generic | hico_det | vcoco | swig_hoi
+    train: dict[str, Any] = field(default_factory=dict)  # keyword arguments of `read_dataset`
+    image_root: str = ""
+    val: dict[str, Any] = field(default_factory=dict)  # empty: no per-epoch evaluation
+    val_image_root: str = ""
+    detections: str = "gt"  # "gt" (ground-truth boxes) or a detection file for training
+    val_detections: str = "gt"
+    zero_shot: str = ""  # label-space subset of unseen HOI classes (rf_uc, nf_uc, uo, uv, unseen)
+    proposals: dict[str, Any] = field(default_factory=dict)  # kwargs of `filter_proposals`
+    augment: bool = False  # horizontal flip + scale of image and boxes (disables the cache)
+    flip_prob: float = 0.5
+    scales: list[float] = field(default_factory=lambda: [0.75, 0.875, 1.0, 1.125, 1.25])
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW + step schedule (method.md §7); batch sizes are per process."""
+
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    epochs: int = 20
+    lr_drop: list[int] = field(default_factory=lambda: [10])  # epochs where lr *= lr_gamma
+    lr_gamma: float = 0.1
+    clip_grad: float = 0.1  # max grad norm; 0 disables
+    batch_size: int = 16  # images per process per micro-batch
+    accumulate: int = 1  # micro-batches per optimizer step
+    focal_alpha: float = 0.5
+    focal_gamma: float = 0.1
+    aux_loss: bool = True  # focal loss on every decoder layer's logits too
+
+
+@dataclass
+class DistillConfig:
+    """Stage-2 distillation (method.md §6). Used only when teachers are given."""
+
+    teachers: list[str] = field(default_factory=list)  # teacher checkpoints
+    teacher_clip_weights: list[str] = field(default_factory=list)  # per teacher; empty: same
+    temperature: float = 2.0
+    logit: bool = True
+    logit_weight: float = 1.0
+    query: bool = True
+    query_weight: float = 1.0
+    map: bool = True
+    map_weight: float = 1.0
+
+
+@dataclass
+class RuntimeConfig:
+    """Everything that does not change the maths of a step."""
+
+    out_dir: str = "runs/train"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision, CUDA only
+    clip_weights: str = ""  # the student's CLIP weights file (create_model's clip_weights)
+    cache_dir: str = ""  # text-embedding / feature cache; empty: $LINKHOI_CACHE or ~/.cache
+    feature_cache: bool = True  # cache frozen-backbone features on disk (augmentation off)
+    max_steps: int = 0  # stop (and checkpoint) after this many optimizer steps; 0: no limit
+    eval_every: int = 1  # epochs between evaluations when data.val is set
+    find_unused_parameters: bool = True  # DDP: images without pairs leave the head unused
+    progress: bool = True  # tqdm bars
+
+
+@dataclass
+class TrainConfig:
+    """The whole run: data, model (a `LinkConfig` dict), optimiser, distillation, runtime."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{source}: the top level must be a mapping, got {type(data).__name__}"
+            )
+        cfg = cls()
+        for key, value in data.items():
+            _set(cfg, key.split("."), value, source, key)
+        return cfg
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """Return ``value`` coerced to ``hint`` (int -> float only) or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {hint}, got {value!r}")
+    if hint is Any:
+        return value
+    if hint is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(hint) or (str, Any)
+        return {str(k): _check_type(v, item, f"{where}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "3e-4" (no dot) as a string
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected float, got {value!r}") from None
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if hint in (int, float, bool, str):
+        if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+            return value
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    raise ConfigError(f"{where}: unsupported type {hint}")
+
+
+def _set(obj: Any, parts: list[str], value: Any, source: str, key: str) -> None:
+    """Set a dotted key on nested dataclasses, checking the key exists and the type fits."""
+    head, rest = parts[0], parts[1:]
+    if isinstance(obj, dict):
+        if rest:
+            _set(obj.setdefault(head, {}), rest, value, source, key)
+        else:
+            obj[head] = value
+        return
+    if not dataclasses.is_dataclass(obj):
+        raise ConfigError(f"{source}: {key!r}: {'.'.join(parts)} is not a section")
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    if head not in names:
+        raise ConfigError(
+            f"{source}: unknown key {key!r} ({head!r} is not one of {', '.join(names)})"
+        )
+    current = getattr(obj, head)
+    if rest:
+        _set(current, rest, value, source, key)
+    elif dataclasses.is_dataclass(current):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key!r} is a section, got {value!r}")
+        for k, v in value.items():
+            _set(current, str(k).split("."), v, source, f"{key}.{k}")
+    else:
+        setattr(obj, head, _check_type(value, hints[head], f"{source}: {key}"))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=3e-4"`` -> ``("optim.lr", 0.0003)`` (the value is parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+    return key.strip(), value
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``key=value`` strings in order; unknown keys and wrong types raise ConfigError."""
+    for text in overrides:
+        key, value = parse_override(text)
+        _set(cfg, key.split("."), value, "override", key)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config and apply ``key=value`` overrides (paths stay as written)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    cfg = TrainConfig.from_dict(data, source=str(path))
+    return apply_overrides(cfg, overrides or [])
+
+
+def save_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> None:
+    """Write the resolved config as YAML, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(cfg.to_yaml())
+    os.replace(tmp, path)

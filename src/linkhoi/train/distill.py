@@ -1,0 +1,199 @@
+"""Stage 2 of the Progressive Learning Strategy: distillation from frozen teachers (method.md §6).
+
+``Distiller`` holds the frozen teachers (not registered as sub-modules: they are neither
+trained, nor checkpointed with the student, nor wrapped by DDP) and the small learned
+adapters that bridge width differences. ``Distiller.loss(student_out, teacher_outs)`` returns
+the weighted sum of
+
+- logit KD: Bernoulli KL(σ(Ψ_t/τ) ‖ σ(Ψ_s/τ)) per valid class on every candidate pair;
+- query KD: KL of the channel softmax of teacher vs student unary (encoder) and pair (decoder)
+  queries, averaged over layers; a linear adapter maps student widths to teacher widths;
+- map KD: KL of the channel softmax of the latent maps after a bilinear resize of the
+  teacher's map to the student's size and a 1x1 linear map of its channels.
+
+Every KL is multiplied by τ² (Hinton et al.) so its gradient scale does not depend on τ.
+Several teachers: the target distributions are averaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from linkhoi.train.config import ConfigError, DistillConfig
+
+
+def bernoulli_kl(teacher_prob: Tensor, student_logits: Tensor, tau: float) -> Tensor:
+    """Elementwise KL(Bern(p_t) ‖ Bern(σ(x_s/τ))). Shapes broadcast; returns the same shape."""
+    p = teacher_prob
+    log_s, log_1s = F.logsigmoid(student_logits / tau), F.logsigmoid(-student_logits / tau)
+    ent = torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p)
+    return ent - p * log_s - (1 - p) * log_1s
+
+
+def softmax_kl(teacher_prob: Tensor, student_logits: Tensor, tau: float, dim: int) -> Tensor:
+    """KL(p_t ‖ softmax(x_s/τ)) summed over ``dim``."""
+    log_s = F.log_softmax(student_logits / tau, dim=dim)
+    return (torch.special.xlogy(teacher_prob, teacher_prob) - teacher_prob * log_s).sum(dim)
+
+
+def _width(model: nn.Module, name: str) -> int:
+    return int(getattr(model.config, name))
+
+
+class Distiller(nn.Module):
+    """Distillation losses from frozen teachers to a student on the same detections.
+
+    Args:
+        student: the trained ``LinkModel`` (only its config is read here).
+        teachers: frozen ``LinkModel`` teachers; put in eval mode with gradients off.
+        config: ``DistillConfig`` (τ, per-level switches and weights).
+    """
+
+    def __init__(self, student: nn.Module, teachers: Sequence[nn.Module], config: DistillConfig):
+        super().__init__()
+        if not teachers:
+            raise ConfigError("Distiller needs at least one teacher")
+        self.config = config
+        self.tau = float(config.temperature)
+        for teacher in teachers:
+            teacher.eval()
+            teacher.requires_grad_(False)
+        # A tuple attribute keeps teachers out of state_dict(), parameters() and DDP.
+        self.teachers: tuple[nn.Module, ...] = tuple(teachers)
+
+        def adapter(d_in: int, d_out: int) -> nn.Module:
+            return nn.Identity() if d_in == d_out else nn.Linear(d_in, d_out)
+
+        if config.query:
+            for name in ("d_model", "d_pair"):
+                widths = {_width(t, name) for t in teachers}
+                if len(widths) > 1:
+                    raise ConfigError(
+                        f"distill.query: teachers differ in {name} {sorted(widths)}; their "
+                        "query targets cannot be averaged (turn distill.query off)"
+                    )
+            d_t = _width(teachers[0], "d_model")
+            self.unary_adapter = adapter(_width(student, "d_model"), d_t)
+            self.pair_adapter = adapter(_width(student, "d_pair"), _width(teachers[0], "d_pair"))
+        if config.map:
+            d_s = _width(student, "d_latent")
+            # Teacher-side channel maps (teacher map -> student shape), one per teacher.
+            self.map_adapters = nn.ModuleList(
+                nn.Identity()
+                if _width(t, "d_latent") == d_s
+                else nn.Conv2d(_width(t, "d_latent"), d_s, 1)
+                for t in teachers
+            )
+
+    @torch.no_grad()
+    def teacher_outputs(
+        self, inputs: Sequence[tuple[Tensor | None, tuple[Tensor, Tensor] | None]], detections: list
+    ) -> list[list[dict]]:
+        """Run every teacher (eval, no grad) on the same detections.
+
+        ``inputs[i]`` is ``(images, features)`` for teacher i: features computed once per
+        batch when the teacher shares the student's backbone, else its own images/features.
+        """
+        outs = []
+        for teacher, (images, features) in zip(self.teachers, inputs, strict=True):
+            teacher.eval()
+            outs.append(teacher(images, detections, features=features))
+        return outs
+
+    def loss(
+        self,
+        student_out: list[dict],
+        teacher_outs: list[list[dict]],
+        class_mask: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Weighted KD loss over a batch. ``teacher_outs[t][i]`` is teacher t's image i."""
+        cfg = self.config
+        device = student_out[0]["fused_logits"].device if student_out else torch.device("cpu")
+        total = torch.zeros((), device=device)
+        stats: dict[str, float] = {}
+        for out_t in teacher_outs:
+            for s, t in zip(student_out, out_t, strict=True):
+                if s["pairs"].shape != t["pairs"].shape or not torch.equal(s["pairs"], t["pairs"]):
+                    raise RuntimeError(
+                        "teacher and student pairs differ: they must see the same detections"
+                    )
+        if cfg.logit:
+            value = self._logit_kd(student_out, teacher_outs, class_mask)
+            total = total + cfg.logit_weight * value
+            stats["kd_logit"] = float(value.detach())
+        if cfg.query:
+            value = self._query_kd(student_out, teacher_outs)
+            total = total + cfg.query_weight * value
+            stats["kd_query"] = float(value.detach())
+        if cfg.map:
+            value = self._map_kd(student_out, teacher_outs)
+            total = total + cfg.map_weight * value
+            stats["kd_map"] = float(value.detach())
+        return total, stats
+
+    def _logit_kd(self, student_out, teacher_outs, class_mask) -> Tensor:
+        tau = self.tau
+        s_logits = torch.cat([o["fused_logits"] for o in student_out]).float()
+        valid = torch.cat([o["valid"] for o in student_out])
+        if class_mask is not None:
+            valid = valid & class_mask.to(valid.device)
+        if not valid.any():
+            return s_logits.sum() * 0.0
+        zero = torch.zeros((), device=s_logits.device)
+        p_t = torch.stack(
+            [
+                torch.sigmoid(
+                    torch.where(valid, torch.cat([o["fused_logits"] for o in t]), zero).float()
+                    / tau
+                )
+                for t in teacher_outs
+            ]
+        ).mean(0)
+        kl = bernoulli_kl(p_t, torch.where(valid, s_logits, zero), tau)
+        return kl[valid].mean() * tau**2
+
+    def _query_kd(self, student_out, teacher_outs) -> Tensor:
+        terms = []
+        for key, adapter in (
+            ("unary_queries", self.unary_adapter),
+            ("pair_queries", self.pair_adapter),
+        ):
+            s_layers = [
+                torch.cat(layer) for layer in zip(*(o[key] for o in student_out), strict=True)
+            ]
+            t_layers_per = [
+                [torch.cat(layer) for layer in zip(*(o[key] for o in t), strict=True)]
+                for t in teacher_outs
+            ]
+            # Layers are paired from the output end when the depths differ.
+            depth = min(len(s_layers), *(len(t) for t in t_layers_per))
+            for k in range(1, depth + 1):
+                q_s = s_layers[-k]
+                if q_s.shape[0] == 0:
+                    continue
+                p_t = torch.stack(
+                    [torch.softmax(t[-k].float() / self.tau, dim=-1) for t in t_layers_per]
+                ).mean(0)
+                terms.append(softmax_kl(p_t, adapter(q_s).float(), self.tau, dim=-1).mean())
+        if not terms:
+            return torch.zeros((), device=student_out[0]["fused_logits"].device)
+        return torch.stack(terms).mean() * self.tau**2
+
+    def _map_kd(self, student_out, teacher_outs) -> Tensor:
+        if any(o["latent_map"] is None for out in (student_out, *teacher_outs) for o in out):
+            raise ConfigError("distill.map needs latent maps: the spatial branch is off")
+        s_map = torch.stack([o["latent_map"] for o in student_out]).float()  # (B, d_s, h, w)
+        probs = []
+        for t_out, adapter in zip(teacher_outs, self.map_adapters, strict=True):
+            t_map = torch.stack([o["latent_map"] for o in t_out]).float()
+            if t_map.shape[-2:] != s_map.shape[-2:]:
+                t_map = F.interpolate(
+                    t_map, size=s_map.shape[-2:], mode="bilinear", align_corners=False
+                )
+            probs.append(torch.softmax(adapter(t_map) / self.tau, dim=1))
+        p_t = torch.stack(probs).mean(0)
+        return softmax_kl(p_t, s_map, self.tau, dim=1).mean() * self.tau**2

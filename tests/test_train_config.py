@@ -1,0 +1,121 @@
+"""TrainConfig <-> YAML, typed dotted overrides, the packaged configs, feature cache, RNG states."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from linkhoi.train.checkpointing import rng_state, save_atomic, set_rng_state
+from linkhoi.train.config import ConfigError, TrainConfig, apply_overrides, load_config, save_config
+from linkhoi.train.feature_cache import FeatureCache, cached_features
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_yaml_round_trip_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "optim:\n  lr: 2.0e-4\n  lr_drop: [3]\ndistill:\n  map: false\nmodel:\n  backbone: tiny\n"
+    )
+    cfg = load_config(
+        path, ["optim.lr=3e-4", "optim.epochs=4", "model.d_pair=64", "data.train={path: a.json}"]
+    )
+    assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.epochs == 4 and cfg.optim.lr_drop == [3]
+    assert cfg.distill.map is False and cfg.distill.logit is True
+    assert cfg.model == {"backbone": "tiny", "d_pair": 64}
+    assert cfg.data.train == {"path": "a.json"}
+    save_config(cfg, tmp_path / "out" / "config.yaml")
+    again = load_config(tmp_path / "out" / "config.yaml")
+    assert again.to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lrr=1", "unknown key 'optim.lrr'"),
+        ("optm.lr=1", "unknown key 'optm.lr'"),
+        ("optim.epochs=1.5", "optim.epochs: expected int"),
+        ("distill.map=3", "distill.map: expected bool"),
+        ("optim.lr=fast", "optim.lr: expected float"),
+        ("optim=3", "'optim' is a section"),
+        ("optim.lr", "expected key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        apply_overrides(TrainConfig(), [override])
+
+
+def test_bad_file_names_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("runtime:\n  sed: 3\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'runtime.sed'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_packaged_configs_load() -> None:
+    from linkhoi.model import LinkConfig
+
+    files = sorted(CONFIGS.glob("*.yaml"))
+    names = {f.stem for f in files}
+    for want in (
+        "hico_det_teacher",
+        "hico_det_student",
+        "vcoco_teacher",
+        "swig_hoi_student",
+        "synthetic_teacher",
+        "synthetic_student",
+    ):
+        assert want in names
+    for split in ("rf_uc", "nf_uc", "uo", "uv"):
+        assert {f"hico_det_{split}_teacher", f"hico_det_{split}_student"} <= names
+    for f in files:
+        cfg = load_config(f)
+        LinkConfig.from_dict(cfg.model)  # every model section builds a valid LinkConfig
+        assert yaml.safe_load(cfg.to_yaml()) == cfg.to_dict()
+        if "_student" in f.stem:
+            assert cfg.distill.logit and cfg.distill.query and cfg.distill.map
+        if f.stem.startswith(("hico_det", "vcoco", "swig")):
+            # Paper hyper-parameters (method.md §7); global batch 16 with one process.
+            assert cfg.optim.batch_size * cfg.optim.accumulate == 16
+            assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.epochs) == (1e-4, 1e-4, 20)
+            assert cfg.optim.lr_drop == [10] and cfg.optim.clip_grad == 0.1
+
+
+def test_feature_cache_round_trip_and_invalidation(tmp_path: Path) -> None:
+    img = tmp_path / "a.png"
+    img.write_bytes(b"x" * 10)
+    cache = FeatureCache(tmp_path / "cache", "ab" * 32, 64)
+    calls = []
+
+    def compute(indices):
+        calls.append(list(indices))
+        return torch.full((len(indices), 3, 2, 2), 7.0), torch.ones(len(indices), 3)
+
+    f, g = cached_features(cache, [img, None], compute, torch.device("cpu"))
+    assert f.shape == (2, 3, 2, 2) and g.shape == (2, 3) and calls == [[0, 1]]
+    f2, _ = cached_features(cache, [img, None], compute, torch.device("cpu"))
+    assert calls[-1] == [1] and torch.equal(f, f2)  # only the uncacheable image recomputed
+    # Another backbone, another resolution or a changed file: a miss.
+    assert FeatureCache(tmp_path / "cache", "cd" * 32, 64).get(img) is None
+    assert FeatureCache(tmp_path / "cache", "ab" * 32, 96).get(img) is None
+    img.write_bytes(b"y" * 11)
+    assert cache.get(img) is None
+
+
+def test_rng_state_round_trip(tmp_path: Path) -> None:
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    save_atomic({"rng": rng_state()}, tmp_path / "r.pt")
+    first = (random.random(), np.random.rand(), torch.rand(2))
+    set_rng_state(torch.load(tmp_path / "r.pt", weights_only=True)["rng"])
+    second = (random.random(), np.random.rand(), torch.rand(2))
+    assert first[:2] == second[:2] and torch.equal(first[2], second[2])
+    assert not list(tmp_path.glob("*.tmp"))

@@ -1,0 +1,296 @@
+"""The trainer on a tiny synthetic world with a tiny random CLIP (each test a few seconds).
+
+Teacher loss decreases; a student step with each distillation level on/off (backbone run once);
+exact resume mid-epoch; SIGTERM checkpoint; zero-shot rows keep their CLIP init; evaluation,
+logs and the resolved config beside the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from linkhoi.data.synthetic import generate_world
+from linkhoi.train.config import TrainConfig, apply_overrides
+from linkhoi.train.trainer import Trainer
+
+TINY_MODEL = (
+    "model={backbone: tiny, d_model: 32, d_pair: 32, d_latent: 32, num_heads: 4, pe_dims: 16, "
+    "spatial_hidden: [32, 32], dropout: 0.0}"
+)
+STUDENT_MODEL = (
+    "model={backbone: tiny, d_model: 16, d_pair: 24, d_latent: 16, num_heads: 4, pe_dims: 16, "
+    "spatial_hidden: [16, 16]}"
+)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    torch.set_num_threads(1)
+    return generate_world(
+        tmp_path_factory.mktemp("world"), num_train=8, num_test=4, image_size=(192, 192),
+        progress=False,
+    )  # fmt: skip
+
+
+def make_config(world, out: Path, *overrides: str) -> TrainConfig:
+    cfg = TrainConfig()
+    return apply_overrides(
+        cfg,
+        [
+            f"data.train={{path: {world.train}}}",
+            f"data.image_root={world.images}",
+            "data.label_space=synthetic",
+            TINY_MODEL,
+            "optim.batch_size=4",
+            "optim.lr=1e-3",
+            "optim.epochs=100",
+            f"runtime.out_dir={out}",
+            "runtime.progress=false",
+            *overrides,
+        ],
+    )
+
+
+def test_teacher_loss_decreases_and_outputs_written(world, tmp_path: Path) -> None:
+    # One batch holds all 8 images, so every step sees the same data and the loss is comparable.
+    out = tmp_path / "teacher"
+    cfg = make_config(world, out, "optim.batch_size=8", "optim.epochs=30", "runtime.max_steps=30")
+    trainer = Trainer(cfg)
+    result = trainer.fit()
+    assert result == {"status": "finished", "epoch": 30, "step": 30}
+    losses = [h["loss"] for h in trainer.history]
+    assert len(losses) == 30
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert all(b < a for a, b in zip(losses[10:], losses[11:], strict=False)), losses
+    lines = (out / "log.jsonl").read_text().splitlines()
+    assert len(lines) == 30 and json.loads(lines[-1])["step"] == 30
+    assert (out / "config.yaml").exists() and list((out / "tensorboard").iterdir())
+    ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["format"] == "linkhoi-checkpoint" and ckpt["epoch"] == 30 and ckpt["step"] == 30
+    assert ckpt["config"]["runtime"]["max_steps"] == 30
+    from linkhoi.model.checkpoint import load_model
+
+    model = load_model(out / "last.pt", device="cpu")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, trainer.model.state_dict()[k].cpu()), k
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(world, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("teacher")
+    Trainer(make_config(world, out, "runtime.max_steps=2")).fit()
+    return out / "last.pt"
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [("logit", "query", "map"), ("logit",), ("query",), ("map",), ()],
+)
+def test_student_step_with_each_distillation_level(world, teacher_ckpt, tmp_path, levels) -> None:
+    switches = [
+        f"distill.{lv}={'true' if lv in levels else 'false'}" for lv in ("logit", "query", "map")
+    ]
+    cfg = make_config(
+        world, tmp_path, STUDENT_MODEL, f"distill.teachers=[{teacher_ckpt}]", "runtime.max_steps=1",
+        "runtime.feature_cache=false", *switches,
+    )  # fmt: skip
+    trainer = Trainer(cfg)
+    teacher = trainer.teachers[0]
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    calls = []
+    for m in {
+        id(trainer.model.backbone): trainer.model.backbone,
+        id(teacher.backbone): teacher.backbone,
+    }.values():
+        m.register_forward_hook(lambda *_: calls.append(1))
+    trainer.fit()
+    stats = trainer.history[0]
+    assert {k for k in stats if k.startswith("kd_")} == {f"kd_{lv}" for lv in levels}
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    # The teacher shares the tiny backbone: one backbone forward for the batch, not two.
+    assert len(trainer._groups) == 1 and len(calls) == 1
+    assert not teacher.training
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k  # frozen teacher
+    # The student is narrower: adapters are trained with it and checkpointed.
+    if "query" in levels:
+        assert trainer.distiller.pair_adapter.weight.shape == (32, 24)
+        ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+        assert "pair_adapter.weight" in ckpt["distiller"]
+
+
+def test_teacher_with_another_backbone_resolution(world, tmp_path: Path) -> None:
+    # Teacher at 96 px (6x6 latent map), student at 64 px (4x4): two backbone forwards per
+    # batch, the map KD resamples the teacher's map in space and channels.
+    teacher_out = tmp_path / "t96"
+    Trainer(make_config(world, teacher_out, "model.image_size=96", "runtime.max_steps=1")).fit()
+    cfg = make_config(
+        world, tmp_path / "s", STUDENT_MODEL, f"distill.teachers=[{teacher_out / 'last.pt'}]",
+        "runtime.max_steps=1", "runtime.feature_cache=false",
+    )  # fmt: skip
+    trainer = Trainer(cfg)
+    assert len(trainer._groups) == 2
+    calls: list[int] = []
+    trainer.model.backbone.register_forward_hook(lambda *_: calls.append(64))
+    trainer.teachers[0].backbone.register_forward_hook(lambda *_: calls.append(96))
+    trainer.fit()
+    assert sorted(calls) == [64, 96]
+    assert trainer.history[0]["kd_map"] > 0
+    assert trainer.distiller.map_adapters[0].weight.shape == (16, 32, 1, 1)
+
+
+def test_cli_train_and_errors(world, tmp_path: Path, capsys) -> None:
+    from linkhoi.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data:\n  train: {{path: {world.train}}}\n  image_root: {world.images}\n"
+        "model: {backbone: tiny, d_model: 32, d_pair: 32, d_latent: 32, num_heads: 4, "
+        "pe_dims: 16, spatial_hidden: [32, 32]}\noptim: {batch_size: 4, epochs: 1}\n"
+        "runtime: {progress: false}\n"
+    )
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "optim.lr=1e-3"]) == 0
+    assert "teacher finished at epoch 1, step 2" in capsys.readouterr().out
+    assert (tmp_path / "run" / "last.pt").exists()
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "lr: 0.001" in saved and str(tmp_path / "run") in saved
+    assert main(["train", str(config), "optim.lrr=1"]) == 2
+    assert "unknown key 'optim.lrr'" in capsys.readouterr().err
+    assert main(["train", str(config), "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_feature_cache_skips_the_backbone_next_time(world, tmp_path: Path) -> None:
+    cfg = make_config(world, tmp_path, "optim.epochs=1", f"runtime.cache_dir={tmp_path / 'c'}")
+    first = Trainer(cfg)
+    calls: list[int] = []
+    first.model.backbone.register_forward_hook(lambda *_: calls.append(1))
+    first.fit()
+    assert len(calls) == 2  # two batches of 4 images, computed and stored
+    assert len(list((tmp_path / "c" / "features").rglob("*.safetensors"))) == 8
+    again = Trainer(cfg)
+    again.model.backbone.register_forward_hook(lambda *_: calls.append(1))
+    again.fit()
+    assert len(calls) == 2  # every image read back from the cache
+    assert again.history[0]["loss"] == pytest.approx(first.history[0]["loss"], rel=1e-6)
+
+
+def _final_state(trainer: Trainer) -> tuple[dict, dict]:
+    return trainer.model.state_dict(), trainer.optimizer.state_dict()
+
+
+def test_resume_mid_epoch_is_bit_identical(world, tmp_path: Path) -> None:
+    # dropout on, augmentation on, accumulation 2, an lr drop, a stop in the middle of epoch 2.
+    common = [
+        "model.dropout=0.1", "data.augment=true", "optim.batch_size=2", "optim.accumulate=2",
+        "optim.lr_drop=[1]", "optim.epochs=3",
+    ]  # fmt: skip
+    full = Trainer(make_config(world, tmp_path / "full", *common, "runtime.max_steps=5"))
+    full.fit()
+    part = Trainer(make_config(world, tmp_path / "part", *common, "runtime.max_steps=3"))
+    assert part.fit() == {"status": "stopped", "epoch": 1, "step": 3}
+    assert torch.load(tmp_path / "part" / "last.pt", weights_only=True)["batch_in_epoch"] == 2
+    del part
+    resumed = Trainer(
+        make_config(world, tmp_path / "part", *common, "runtime.max_steps=5"), resume=True
+    )
+    assert (resumed.epoch, resumed.step, resumed.batch_in_epoch) == (1, 3, 2)
+    resumed.fit()
+    assert resumed.step == full.step == 5
+    (ma, oa), (mb, ob) = _final_state(full), _final_state(resumed)
+    assert ma.keys() == mb.keys()
+    for k in ma:
+        assert torch.equal(ma[k], mb[k]), k
+    for pid, sa in oa["state"].items():
+        for key, value in sa.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(ob["state"][pid][key]))
+    assert full.scheduler.state_dict() == resumed.scheduler.state_dict()
+    assert [h["loss"] for h in full.history[3:]] == [h["loss"] for h in resumed.history]
+
+
+def test_sigterm_writes_checkpoint_and_stops(world, tmp_path: Path) -> None:
+    trainer = Trainer(make_config(world, tmp_path, "optim.batch_size=1", "optim.epochs=2"))
+    step = trainer._optimizer_step
+
+    def step_then_signal() -> None:
+        step()
+        if trainer.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled by the trainer, not fatal
+
+    trainer._optimizer_step = step_then_signal
+    before = signal.getsignal(signal.SIGTERM)
+    assert trainer.fit() == {"status": "interrupted", "epoch": 0, "step": 2}
+    assert signal.getsignal(signal.SIGTERM) == before  # handler restored
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"]) == (0, 2, 2)
+    for k, v in trainer.model.state_dict().items():
+        if not k.startswith("backbone."):
+            assert torch.equal(ckpt["model"][k], v), k
+
+
+def test_zero_shot_rows_keep_clip_init(world, tmp_path: Path) -> None:
+    trainer = Trainer(make_config(world, tmp_path, "data.zero_shot=unseen", "runtime.max_steps=4"))
+    unseen = sorted(trainer.label_space.subsets["unseen"])
+    assert all(p.hoi not in unseen for s in trainer.samples for p in s.pairs)
+    init = trainer.model.text.detach().clone()
+    assert torch.equal(init, trainer.model.text_init)
+    trainer.fit()
+    text = trainer.model.text.detach()
+    seen = [k for k in range(len(text)) if k not in unseen]
+    assert torch.equal(text[unseen], init[unseen])
+    assert not torch.equal(text[seen], init[seen])
+
+
+def test_per_epoch_evaluation_logged(world, tmp_path: Path) -> None:
+    cfg = make_config(
+        world, tmp_path, f"data.val={{path: {world.test}}}", f"data.val_image_root={world.images}",
+        "optim.epochs=1",
+    )  # fmt: skip
+    Trainer(cfg).fit()
+    record = json.loads((tmp_path / "log.jsonl").read_text())
+    assert record["eval"]["benchmark"] == "hico_det"
+    assert 0.0 <= record["eval"]["map"]["full"] <= 1.0
+
+
+def test_augment_moves_image_detections_and_gt_together() -> None:
+    import random
+
+    from PIL import Image
+
+    from linkhoi.detections import Detections
+    from linkhoi.train.trainer import augment
+
+    image = Image.new("RGB", (100, 50))
+    image.putpixel((0, 0), (255, 0, 0))
+    box = torch.tensor([[10.0, 5.0, 30.0, 25.0]])
+    dets = Detections(box.clone(), torch.tensor([1]), torch.tensor([0.9]), (100, 50))
+
+    class Always(random.Random):
+        def random(self) -> float:  # flip_prob 0.5 -> always flip
+            return 0.0
+
+    img2, dets2, gt2 = augment(image, dets, box.clone(), Always(0), scales=[2.0], flip_prob=0.5)
+    assert img2.size == (200, 100) and dets2.image_size == (200, 100)
+    expected = torch.tensor([[140.0, 10.0, 180.0, 50.0]])  # scaled x2, then x -> 200 - x
+    assert torch.equal(dets2.boxes, expected) and torch.equal(gt2, expected)
+    assert img2.getpixel((199, 0))[0] > 200  # the top-left red pixel is now top-right
+    same = augment(image, dets, box.clone(), random.Random(0), scales=[1.0], flip_prob=0.0)
+    assert same[0].size == (100, 50) and torch.equal(same[1].boxes, box)
+
+
+def test_training_from_a_detection_file_with_augmentation(world, tmp_path: Path) -> None:
+    cfg = make_config(
+        world, tmp_path, f"data.detections={world.train_detections['noisy']}",
+        "data.augment=true", "runtime.max_steps=2",
+    )  # fmt: skip
+    trainer = Trainer(cfg)
+    assert all(g["cache"] is None for g in trainer._groups)  # augmentation turns the cache off
+    trainer.fit()
+    assert len(trainer.history) == 2
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in trainer.history)
