@@ -12,12 +12,8 @@ import pytest
 from linkhoi import labels
 from linkhoi.data import HOIPair, Sample
 from linkhoi.eval.base import EvalError
-from linkhoi.eval.vcoco import (
-    VCOCOEvaluator,
-    add_agent_detections,
-    iou_plus1,
-    official_to_triplets,
-)
+from linkhoi.eval.vcoco import VCOCOEvaluator, iou_plus1
+from linkhoi.eval.vcoco_official import add_agent_detections, official_to_triplets
 
 LS = labels.load("vcoco")
 PERSON = LS.object_position("person")

@@ -15,6 +15,7 @@ from linkhoi.train.config import ConfigError, TrainConfig, apply_overrides, load
 from linkhoi.train.feature_cache import FeatureCache, cached_features
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PACKAGED = Path(__file__).resolve().parents[1] / "src" / "linkhoi" / "configs"
 
 
 def test_yaml_round_trip_and_overrides(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def test_bad_file_names_file_and_key(tmp_path: Path) -> None:
 def test_packaged_configs_load() -> None:
     from linkhoi.model import LinkConfig
 
-    files = sorted(CONFIGS.glob("*.yaml"))
+    files = sorted([*CONFIGS.glob("*.yaml"), *PACKAGED.glob("*.yaml")])
     names = {f.stem for f in files}
     for want in (
         "hico_det_teacher",
@@ -88,6 +89,31 @@ def test_packaged_configs_load() -> None:
             assert cfg.optim.batch_size * cfg.optim.accumulate == 16
             assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.epochs) == (1e-4, 1e-4, 20)
             assert cfg.optim.lr_drop == [10] and cfg.optim.clip_grad == 0.1
+
+
+def test_packaged_configs_by_bare_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import resources
+
+    from linkhoi.train.config import packaged_configs
+
+    assert {"synthetic_teacher", "synthetic_student"} <= set(packaged_configs())
+    # Read through importlib.resources: what a pip-installed linkhoi ships (package data).
+    for name in ("synthetic_teacher", "synthetic_student"):
+        text = (resources.files("linkhoi") / "configs" / f"{name}.yaml").read_text()
+        assert load_config(name).to_dict() == TrainConfig.from_dict(yaml.safe_load(text)).to_dict()
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    cfg = load_config("synthetic_teacher", ["optim.epochs=3"])
+    assert cfg.model["backbone"] == "tiny" and cfg.optim.epochs == 3
+    assert load_config("synthetic_student.yaml").distill.teachers  # the suffix is optional
+    # The demo's values (a tiny random CLIP, a short run), not method.md §7's.
+    assert (cfg.optim.lr, cfg.optim.clip_grad, cfg.data.zero_shot) == (1e-3, 1.0, "unseen")
+    # A file of that name wins over the packaged config; paths with folders are only paths.
+    Path("synthetic_teacher").write_text("optim:\n  epochs: 7\n")
+    assert load_config("synthetic_teacher").optim.epochs == 7
+    with pytest.raises(ConfigError, match="not found.*synthetic_student"):
+        load_config("sub/synthetic_student")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("no_such_config")
 
 
 def test_feature_cache_round_trip_and_invalidation(tmp_path: Path) -> None:

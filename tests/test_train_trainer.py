@@ -264,7 +264,7 @@ def test_augment_moves_image_detections_and_gt_together() -> None:
     from PIL import Image
 
     from linkhoi.detections import Detections
-    from linkhoi.train.trainer import augment
+    from linkhoi.train.batches import augment
 
     image = Image.new("RGB", (100, 50))
     image.putpixel((0, 0), (255, 0, 0))

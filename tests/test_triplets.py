@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
+from linkhoi.eval.resolve import resolve_triplets
 from linkhoi.eval.triplets import (
     TripletFileError,
     read_header,
     read_triplets,
-    resolve_triplets,
     validate_detections,
     write_triplets,
 )

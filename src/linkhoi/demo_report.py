@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 METRIC_KEYS = ("full", "rare", "non_rare", "seen", "unseen")
@@ -140,28 +139,12 @@ def bar_chart(per_class: dict[str, dict[str, float]], label_space: Any, path: Pa
 def draw_predictions(
     image_path: Path, triplets: list[dict], path: Path, max_items: int = 5, min_score: float = 0.2
 ) -> None:
-    """Draw the best interactions (not no_interaction): boxes, a line from human to object,
-    the verb and score."""
-    img = Image.open(image_path).convert("RGB")
-    scale = 2  # the synthetic images are small: draw on a 2x copy so labels stay readable
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    draw = ImageDraw.Draw(img)
-    shown = [t for t in triplets if t.get("verb") != "no_interaction" and t["score"] >= min_score]
-    for k, t in enumerate(shown[:max_items]):
-        h = [v * scale for v in t["human_box"]]
-        o = [v * scale for v in t["object_box"]]
-        draw.rectangle(h, outline=(40, 120, 255), width=2)
-        draw.rectangle(o, outline=(255, 60, 40), width=2)
-        hc, oc = ((h[0] + h[2]) / 2, (h[1] + h[3]) / 2), ((o[0] + o[2]) / 2, (o[1] + o[3]) / 2)
-        draw.line([hc, oc], fill=(255, 230, 0), width=2)
-        label = f"{t['verb']} {t['object']} {t['score']:.2f}"
-        y = 4 + 14 * k
-        draw.rectangle([4, y, 8 + 6 * len(label), y + 12], fill=(0, 0, 0))
-        draw.text((6, y), label, fill=(255, 255, 255))
-        draw.line([(8 + 6 * len(label), y + 6), oc], fill=(0, 0, 0), width=1)
-    tmp = path.with_name(path.name + ".tmp.png")
-    img.save(tmp)
-    os.replace(tmp, path)
+    """Draw the best interactions (not no_interaction) with `linkhoi.infer.draw_triplets`:
+    boxes, a line from human to object, the verb, object and score."""
+    from linkhoi.infer.draw import draw_triplets
+
+    shown = [t for t in triplets if t["score"] >= min_score]
+    draw_triplets(image_path, shown, path, max_triplets=max_items)
 
 
 def table(metrics: dict[str, Any]) -> str:

@@ -18,24 +18,25 @@ a label-space file, relative to the json.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from linkhoi.data.sample import (
     DatasetError,
     HOIPair,
     Sample,
-    check_unique_names,
+    box_indices,
+    entries,
+    finish,
+    image_records,
     load_json,
     parse_box,
     parse_index,
+    parse_optional_index,
+    parse_size,
     resolve_label_space,
-    validate_sample,
 )
+from linkhoi.io import atomic_write_text
 from linkhoi.labels.labelspace import LabelError
 
 FORMAT = "linkhoi-annotations"
@@ -75,19 +76,11 @@ def read_generic(
     if not isinstance(images, list):
         raise DatasetError("expected a list", path, field="images")
     samples = []
-    for i, rec in enumerate(images):
-        if not isinstance(rec, dict) or not isinstance(rec.get("file_name"), str):
-            raise DatasetError("record has no string 'file_name'", path, f"#{i}", "file_name")
-        name = rec["file_name"]
-        width = parse_index(rec.get("width"), path, name, "width")
-        height = parse_index(rec.get("height"), path, name, "height")
-        image_id = rec.get("image_id")
-        image_id = None if image_id is None else parse_index(image_id, path, name, "image_id")
+    for rec, name in image_records(images, path):
+        width, height = parse_size(rec, path, name)
+        image_id = parse_optional_index(rec.get("image_id"), path, name, "image_id")
         boxes, labels, unannotated = [], [], []
-        for j, box in enumerate(rec.get("boxes") or []):
-            where = f"boxes[{j}]"
-            if not isinstance(box, dict):
-                raise DatasetError("expected an object", path, name, where)
+        for where, box in entries(rec, "boxes", path, name):
             boxes.append(parse_box(box.get("box"), path, name, where + ".box"))
             try:
                 if box.get("label_id") is not None:
@@ -101,21 +94,10 @@ def read_generic(
                 ) from None
             unannotated.append(bool(box.get("unannotated", False)))
         pairs = []
-        for k, hoi in enumerate(rec.get("hois") or []):
-            where = f"hois[{k}]"
-            if not isinstance(hoi, dict):
-                raise DatasetError("expected an object", path, name, where)
-            human = parse_index(hoi.get("human"), path, name, where + ".human")
-            obj = hoi.get("object")
-            obj = None if obj is None else parse_index(obj, path, name, where + ".object")
-            for value, fld in ((human, "human"), (obj, "object")):
-                if value is not None and not 0 <= value < len(boxes):
-                    raise DatasetError(
-                        f"index {value} out of range ({len(boxes)} boxes)",
-                        path,
-                        name,
-                        f"{where}.{fld}",
-                    )
+        for where, hoi in entries(rec, "hois", path, name):
+            human, obj = box_indices(
+                hoi, ("human", "object"), len(boxes), path, name, where, optional=("object",)
+            )
             try:
                 verb = space.verb_position(hoi.get("verb"))
                 position = space.hoi_position(
@@ -134,22 +116,9 @@ def read_generic(
                 )
             pairs.append(HOIPair(human, obj, position))
         samples.append(
-            Sample(
-                file_name=name,
-                image_path=root / name,
-                width=width,
-                height=height,
-                boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-                labels=np.asarray(labels, dtype=np.int64),
-                pairs=pairs,
-                unannotated=np.asarray(unannotated, dtype=bool),
-                image_id=image_id,
-            )
+            Sample(name, root / name, width, height, boxes, labels, pairs, unannotated, image_id)
         )
-    for sample in samples:
-        validate_sample(sample, len(space.objects), len(space.hois), path)
-    check_unique_names(samples, path)
-    return samples
+    return finish(samples, space, path)
 
 
 def _common_root(samples: list[Sample]) -> Path | None:
@@ -224,17 +193,3 @@ def _count(names: tuple[str, ...]) -> dict[str, int]:
     for n in names:
         out[n] = out.get(n, 0) + 1
     return out
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write text to a temporary file in the same folder, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

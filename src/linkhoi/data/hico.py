@@ -20,12 +20,17 @@ from linkhoi.data.sample import (
     DatasetError,
     HOIPair,
     Sample,
-    check_unique_names,
+    box_indices,
+    entries,
+    finish,
+    image_records,
     load_json,
+    parse_annotations,
     parse_box,
+    parse_id,
     parse_index,
+    parse_size,
     resolve_label_space,
-    validate_sample,
 )
 
 ON_INVALID = ("error", "warn")
@@ -49,10 +54,7 @@ def _invalid(message: str, file: Path, image: str, field: str, on_invalid: str) 
 def _size(record: dict, file_name: str, image_root: Path | None, path: Path) -> tuple[int, int]:
     """(width, height) from the record, else from the image header, else (0, 0) = unknown."""
     if "width" in record and "height" in record:
-        return (
-            parse_index(record["width"], path, file_name, "width"),
-            parse_index(record["height"], path, file_name, "height"),
-        )
+        return parse_size(record, path, file_name)
     if image_root is not None and (image_root / file_name).is_file():
         return image_size(image_root / file_name)
     return 0, 0
@@ -65,16 +67,13 @@ def _progress(records: Any, path: Path) -> Any:
     )
 
 
-def _finish(samples: list[Sample], space: Any, path: Path) -> list[Sample]:
-    for sample in samples:
-        validate_sample(sample, len(space.objects), len(space.hois), path)
-    check_unique_names(samples, path)
-    return samples
-
-
-def _check_on_invalid(on_invalid: str) -> None:
+def _setup(label_space: Any, image_root: Any, on_invalid: str = "error") -> tuple[Any, Any, int]:
+    """(label space, image root or None, object position of people) after checking on_invalid."""
     if on_invalid not in ON_INVALID:
         raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
+    space = resolve_label_space(label_space, "hico_det")
+    root = None if image_root is None else Path(image_root)
+    return space, root, space.object_position(space.human)
 
 
 def read_hico_json(
@@ -91,54 +90,27 @@ def read_hico_json(
 def _from_ppdm(
     data: object, path: Path, image_root: Any, label_space: Any, on_invalid: str
 ) -> list[Sample]:
-    _check_on_invalid(on_invalid)
-    space = resolve_label_space(label_space, "hico_det")
-    root = None if image_root is None else Path(image_root)
-    human = space.object_position(space.human)
+    space, root, human = _setup(label_space, image_root, on_invalid)
     if not isinstance(data, list):
         raise DatasetError("expected a JSON list of image records", path, field="<root>")
     samples = []
-    for i, rec in enumerate(_progress(data, path)):
-        if not isinstance(rec, dict) or not isinstance(rec.get("file_name"), str):
-            raise DatasetError("record has no string 'file_name'", path, f"#{i}", "file_name")
-        name = rec["file_name"]
-        boxes, labels = [], []
-        for j, ann in enumerate(rec.get("annotations") or []):
-            where = f"annotations[{j}]"
-            if not isinstance(ann, dict):
-                raise DatasetError("expected an object", path, name, where)
-            boxes.append(parse_box(ann.get("bbox"), path, name, where + ".bbox"))
-            cat = parse_index(ann.get("category_id"), path, name, where + ".category_id")
-            try:
-                labels.append(space.object_position_by_id(cat))
-            except (KeyError, ValueError) as err:
-                raise DatasetError(
-                    f"unknown object category id {cat} ({err})", path, name, where + ".category_id"
-                ) from None
+    for rec, name in image_records(_progress(data, path), path):
+        unknown = "unknown object category id {id} ({err})"
+        boxes, labels = parse_annotations(rec, "annotations", space, path, name, unknown)
         pairs = []
-        for k, hoi in enumerate(rec.get("hoi_annotation") or []):
-            where = f"hoi_annotation[{k}]"
-            if not isinstance(hoi, dict):
-                raise DatasetError("expected an object", path, name, where)
-            sub = parse_index(hoi.get("subject_id"), path, name, where + ".subject_id")
-            obj = parse_index(hoi.get("object_id"), path, name, where + ".object_id")
-            for value, fld in ((sub, "subject_id"), (obj, "object_id")):
-                if not 0 <= value < len(boxes):
-                    raise DatasetError(
-                        f"index {value} out of range ({len(boxes)} annotations)",
-                        path,
-                        name,
-                        f"{where}.{fld}",
-                    )
+        for where, hoi in entries(rec, "hoi_annotation", path, name):
+            keys = ("subject_id", "object_id")
+            sub, obj = box_indices(hoi, keys, len(boxes), path, name, where, noun="annotations")
             if labels[sub] != human:
                 raise DatasetError("the subject is not a person", path, name, where + ".subject_id")
-            verb_id = parse_index(hoi.get("category_id"), path, name, where + ".category_id")
-            try:
-                verb = space.verb_position_by_id(verb_id)
-            except (KeyError, ValueError):
-                raise DatasetError(
-                    f"unknown verb id {verb_id}", path, name, where + ".category_id"
-                ) from None
+            verb = parse_id(
+                hoi.get("category_id"),
+                space.verb_position_by_id,
+                path,
+                name,
+                where + ".category_id",
+                "unknown verb id {id}",
+            )
             position = space.hoi_position(verb, labels[obj])
             if position is None:
                 _invalid(
@@ -165,7 +137,7 @@ def _from_ppdm(
             pairs.append(HOIPair(sub, obj, position))
         width, height = _size(rec, name, root, path)
         samples.append(_sample(name, root, width, height, boxes, labels, pairs))
-    return _finish(samples, space, path)
+    return finish(samples, space, path)
 
 
 def _sample(
@@ -177,16 +149,8 @@ def _sample(
     labels: list,
     pairs: list[HOIPair],
 ) -> Sample:
-    return Sample(
-        file_name=name,
-        image_path=None if root is None else root / name,
-        width=int(width),
-        height=int(height),
-        boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-        labels=np.asarray(labels, dtype=np.int64),
-        pairs=pairs,
-        unannotated=np.zeros(len(boxes), dtype=bool),
-    )
+    image_path = None if root is None else root / name
+    return Sample(name, image_path, int(width), int(height), boxes, labels, pairs)
 
 
 def _mat_box(struct: Any, path: Path, name: str, field: str) -> list[float]:
@@ -223,9 +187,7 @@ def read_hico_mat(
         raise DatasetError(f"not a readable MATLAB file ({err})", path) from None
     if key not in mat:
         raise DatasetError(f"variable {key!r} not found", path, field=key)
-    space = resolve_label_space(label_space, "hico_det")
-    root = None if image_root is None else Path(image_root)
-    human = space.object_position(space.human)
+    space, root, human = _setup(label_space, image_root)
     samples = []
     for i, rec in enumerate(_progress(np.atleast_1d(mat[key]), path)):
         try:
@@ -247,11 +209,14 @@ def read_hico_mat(
             where = f"hoi({j + 1})"
             if int(np.asarray(getattr(entry, "invis", 0)).sum()) == 1:
                 continue
-            hoi_id = parse_index(np.asarray(entry.id).item(), path, name, where + ".id")
-            try:
-                position = space.hoi_position_by_id(hoi_id)
-            except (KeyError, ValueError):
-                raise DatasetError(f"unknown HOI id {hoi_id}", path, name, where + ".id") from None
+            position = parse_id(
+                np.asarray(entry.id).item(),
+                space.hoi_position_by_id,
+                path,
+                name,
+                where + ".id",
+                "unknown HOI id {id}",
+            )
             obj_label = space.object_position(space.hois[position].object)
             humans = np.atleast_1d(entry.bboxhuman)
             objects = np.atleast_1d(entry.bboxobject)
@@ -276,7 +241,7 @@ def read_hico_mat(
                         labels.append(label)
                 pairs.append(HOIPair(local_h[hk], local_o[ok], position))
         samples.append(_sample(name, root, width, height, boxes, labels, pairs))
-    return _finish(samples, space, path)
+    return finish(samples, space, path)
 
 
 def read_hico_instances(
@@ -322,10 +287,7 @@ def _add_box(index: dict, boxes: list, labels: list, box: list[float], label: in
 def _from_instances(
     data: object, path: Path, image_root: Any, label_space: Any, on_invalid: str
 ) -> list[Sample]:
-    _check_on_invalid(on_invalid)
-    space = resolve_label_space(label_space, "hico_det")
-    root = None if image_root is None else Path(image_root)
-    human = space.object_position(space.human)
+    space, root, human = _setup(label_space, image_root, on_invalid)
     if not isinstance(data, dict) or not all(k in data for k in ("annotation", "filenames")):
         raise DatasetError("expected keys 'annotation' and 'filenames'", path, field="<root>")
     names, annos = data["filenames"], data["annotation"]
@@ -393,7 +355,7 @@ def _from_instances(
         width = parse_index(size[0], path, name, "size[0]")
         height = parse_index(size[1], path, name, "size[1]")
         samples.append(_sample(name, root, width, height, boxes, labels, pairs))
-    return _finish(samples, space, path)
+    return finish(samples, space, path)
 
 
 def read_hico(

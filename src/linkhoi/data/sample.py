@@ -1,41 +1,28 @@
-"""The one sample type every reader returns, and the error every reader raises.
+"""The one sample type every reader returns, the error every reader raises, shared parsing.
 
 `Sample` and `HOIPair` are fixed by docs/internals.md. `validate_sample` holds the checks
-shared by all readers (finite, ordered boxes inside the image; indices in range), so each
-reader only has to parse its own format.
+shared by all readers (finite, ordered boxes inside the image; indices in range), and
+`image_records` / `entries` / `parse_annotations` / `box_indices` / `finish` the loops
+they share, so each reader
+only has to parse its own format.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from linkhoi.io import InputError, box_faults
+from linkhoi.io import load_json as _load_json
 
-class DatasetError(ValueError):
+
+class DatasetError(InputError):
     """Malformed annotation input. The message names the file, the image and the field."""
-
-    def __init__(
-        self,
-        message: str,
-        file: str | Path | None = None,
-        image: str | int | None = None,
-        field: str | None = None,
-    ) -> None:
-        self.file = None if file is None else str(file)
-        self.image = image
-        self.field = field
-        self.reason = message
-        where = []
-        if file is not None:
-            where.append(f"file {str(file)!r}")
-        if image is not None:
-            where.append(f"image {image!r}")
-        if field is not None:
-            where.append(f"field {field!r}")
-        super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 
 @dataclass(frozen=True)
@@ -95,6 +82,14 @@ class Sample:
     __hash__ = None  # mutable
 
 
+# Data-reader wording of the box rules of `linkhoi.io.box_faults`.
+_BOX_FAULTS = {
+    "not_finite": "box has a NaN or infinite value: {box}",
+    "inverted": "inverted box (x2 < x1 or y2 < y1): {box}",
+    "outside": "box {box} lies outside the {width}x{height} image by more than a pixel",
+}
+
+
 def parse_box(value: object, file: str | Path, image: str, field: str) -> list[float]:
     """Four finite numbers [x1, y1, x2, y2] with x2 >= x1 and y2 >= y1, or DatasetError."""
     if not isinstance(value, list | tuple | np.ndarray) or len(value) != 4:
@@ -103,10 +98,11 @@ def parse_box(value: object, file: str | Path, image: str, field: str) -> list[f
         box = [float(v) for v in value]
     except (TypeError, ValueError):
         raise DatasetError(f"box has a non-numeric value: {value!r}", file, image, field) from None
+    # The rules of `box_faults`, one box at a time (numpy per box would slow big files down).
     if not all(math.isfinite(v) for v in box):
-        raise DatasetError(f"box has a NaN or infinite value: {box}", file, image, field)
+        raise DatasetError(_BOX_FAULTS["not_finite"].format(box=box), file, image, field)
     if box[2] < box[0] or box[3] < box[1]:
-        raise DatasetError(f"inverted box (x2 < x1 or y2 < y1): {box}", file, image, field)
+        raise DatasetError(_BOX_FAULTS["inverted"].format(box=box), file, image, field)
     return box
 
 
@@ -126,6 +122,38 @@ def parse_index(value: object, file: str | Path, image: str, field: str) -> int:
     raise DatasetError(f"expected an integer, got {value!r}", file, image, field)
 
 
+def parse_size(record: dict, file: str | Path, image: str, prefix: str = "") -> tuple[int, int]:
+    """(width, height): the integers ``record["width"]``, ``record["height"]``; ``prefix``
+    is put before the field names in messages."""
+    return (
+        parse_index(record.get("width"), file, image, prefix + "width"),
+        parse_index(record.get("height"), file, image, prefix + "height"),
+    )
+
+
+def parse_optional_index(value: object, file: str | Path, image: str, field: str) -> int | None:
+    """`parse_index`, with None (a missing or null value) passed through."""
+    return None if value is None else parse_index(value, file, image, field)
+
+
+def parse_id(
+    value: object,
+    lookup: Callable[[int], int],
+    file: str | Path,
+    image: str,
+    field: str,
+    unknown: str,
+) -> int:
+    """The position of an official id: ``lookup`` (a label space's ``*_position_by_id``) of
+    `parse_index`. An id it does not know raises DatasetError(``unknown`` formatted with the
+    ``id`` and the lookup's ``err``)."""
+    official = parse_index(value, file, image, field)
+    try:
+        return lookup(official)
+    except (KeyError, ValueError) as err:
+        raise DatasetError(unknown.format(id=official, err=err), file, image, field) from None
+
+
 def validate_sample(sample: Sample, num_objects: int, num_hois: int, file: str | Path) -> None:
     """Check a parsed sample; raise DatasetError naming the first offending field.
 
@@ -136,19 +164,15 @@ def validate_sample(sample: Sample, num_objects: int, num_hois: int, file: str |
     n = sample.num_boxes
     if len(sample.labels) != n or len(sample.unannotated) != n:
         raise DatasetError("boxes, labels and unannotated differ in length", file, name, "boxes")
-    for i, box in enumerate(sample.boxes):
-        where = f"boxes[{i}]"
-        parse_box(list(box), file, name, where)
-        if sample.width > 0 and sample.height > 0:
-            x1, y1, x2, y2 = box
-            if x1 < -1 or y1 < -1 or x2 > sample.width + 1 or y2 > sample.height + 1:
-                raise DatasetError(
-                    f"box {box.tolist()} lies outside the {sample.width}x{sample.height} image "
-                    "by more than a pixel",
-                    file,
-                    name,
-                    where,
-                )
+    faults = box_faults(sample.boxes, (sample.width, sample.height))
+    bad = np.flatnonzero(faults["not_finite"] | faults["inverted"] | faults["outside"])
+    if len(bad):  # the first bad box, its first broken rule
+        i = int(bad[0])
+        rule = next(rule for rule, mask in faults.items() if mask[i])
+        message = _BOX_FAULTS[rule].format(
+            box=sample.boxes[i].tolist(), width=sample.width, height=sample.height
+        )
+        raise DatasetError(message, file, name, f"boxes[{i}]")
     for i, label in enumerate(sample.labels):
         if not 0 <= label < num_objects:
             raise DatasetError(f"object position {label} out of range", file, name, f"labels[{i}]")
@@ -180,24 +204,83 @@ def check_unique_names(samples: list[Sample], file: str | Path) -> None:
         seen.add(sample.file_name)
 
 
+def finish(samples: list[Sample], label_space: Any, file: str | Path) -> list[Sample]:
+    """The end of every reader: validate each sample, check the names are unique."""
+    for sample in samples:
+        validate_sample(sample, len(label_space.objects), len(label_space.hois), file)
+    check_unique_names(samples, file)
+    return samples
+
+
+def image_records(records: Iterable[object], file: str | Path) -> Iterator[tuple[dict, str]]:
+    """(record, file_name) for each image record, which must be an object with a file_name."""
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or not isinstance(rec.get("file_name"), str):
+            raise DatasetError("record has no string 'file_name'", file, f"#{i}", "file_name")
+        yield rec, rec["file_name"]
+
+
+def entries(record: dict, key: str, file: str | Path, image: str) -> Iterator[tuple[str, dict]]:
+    """(field, entry) for each entry of the list ``record[key]`` (missing: none); each entry
+    must be an object."""
+    for j, entry in enumerate(record.get(key) or []):
+        where = f"{key}[{j}]"
+        if not isinstance(entry, dict):
+            raise DatasetError("expected an object", file, image, where)
+        yield where, entry
+
+
+def parse_annotations(
+    record: dict,
+    key: str,
+    label_space: Any,
+    file: str | Path,
+    image: str,
+    unknown: str = "unknown object category id {id}",
+) -> tuple[list[list[float]], list[int]]:
+    """(boxes, object positions) of the COCO-style entries ``record[key]``, each
+    ``{"bbox": [x1, y1, x2, y2], "category_id": official object id}`` (PPDM, SWiG-HOI);
+    ``unknown`` words an unknown id (see `parse_id`)."""
+    boxes, labels = [], []
+    lookup = label_space.object_position_by_id
+    for where, ann in entries(record, key, file, image):
+        boxes.append(parse_box(ann.get("bbox"), file, image, where + ".bbox"))
+        labels.append(
+            parse_id(ann.get("category_id"), lookup, file, image, where + ".category_id", unknown)
+        )
+    return boxes, labels
+
+
+def box_indices(
+    entry: dict,
+    keys: tuple[str, ...],
+    num_boxes: int,
+    file: str | Path,
+    image: str,
+    field: str,
+    *,
+    noun: str = "boxes",
+    optional: tuple[str, ...] = (),
+) -> list[int | None]:
+    """The box indices ``entry[key]`` of one pair (the entry at ``field``), each in range;
+    keys in ``optional`` may be null (None)."""
+    values = [
+        (parse_optional_index if key in optional else parse_index)(
+            entry.get(key), file, image, f"{field}.{key}"
+        )
+        for key in keys
+    ]
+    for value, key in zip(values, keys, strict=True):
+        if value is not None and not 0 <= value < num_boxes:
+            raise DatasetError(
+                f"index {value} out of range ({num_boxes} {noun})", file, image, f"{field}.{key}"
+            )
+    return values
+
+
 def load_json(path: str | Path) -> object:
     """Parse a JSON file; a missing, truncated or malformed file gives one DatasetError."""
-    import json
-
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DatasetError("file not found", path) from None
-    except UnicodeDecodeError as err:
-        raise DatasetError(f"not UTF-8 text ({err.reason})", path) from None
-    except json.JSONDecodeError as err:
-        raise DatasetError(
-            f"invalid or truncated JSON at line {err.lineno} column {err.colno}: {err.msg}",
-            path,
-            field="<json>",
-        ) from None
+    return _load_json(path, DatasetError)
 
 
 def resolve_label_space(label_space: object, default: str) -> object:

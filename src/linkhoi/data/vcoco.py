@@ -18,12 +18,13 @@ from linkhoi.data.sample import (
     DatasetError,
     HOIPair,
     Sample,
-    check_unique_names,
+    finish,
     load_json,
     parse_box,
+    parse_id,
     parse_index,
+    parse_size,
     resolve_label_space,
-    validate_sample,
 )
 from linkhoi.labels.labelspace import LabelError
 
@@ -163,8 +164,7 @@ def read_vcoco(
             raise DatasetError("image id not in the instances file", instances_json, iid, "images")
         img = images[iid]
         name = str(img.get("file_name", f"{iid:012d}.jpg"))
-        width = parse_index(img.get("width"), instances_json, name, "images.width")
-        height = parse_index(img.get("height"), instances_json, name, "images.height")
+        width, height = parse_size(img, instances_json, name, "images.")
         boxes, labels, ann_ids = [], [], []
         for k, ann in anns_by_image.get(iid, []):
             where = f"annotations[{k}]"
@@ -177,13 +177,16 @@ def read_vcoco(
             y1, y2 = min(max(y1, 0.0), height - 1.0), min(max(y2, 0.0), height - 1.0)
             if not (float(ann.get("area", 0)) > 0 and x2 > x1 and y2 > y1):
                 continue
-            cat = parse_index(ann.get("category_id"), instances_json, name, where + ".category_id")
-            try:
-                labels.append(space.object_position_by_id(cat))
-            except LabelError:
-                raise DatasetError(
-                    f"unknown COCO category id {cat}", instances_json, name, where + ".category_id"
-                ) from None
+            labels.append(
+                parse_id(
+                    ann.get("category_id"),
+                    space.object_position_by_id,
+                    instances_json,
+                    name,
+                    where + ".category_id",
+                    "unknown COCO category id {id}",
+                )
+            )
             boxes.append([x1, y1, x2, y2])
             ann_ids.append(parse_index(ann.get("id"), instances_json, name, where + ".id"))
         index = {a: i for i, a in enumerate(ann_ids)}
@@ -225,23 +228,11 @@ def read_vcoco(
                         )
                     obj = None if obj_ann == 0 else index[obj_ann]
                     pairs.append(HOIPair(i, obj, act["positions"][r]))
+        image_path = _image_path(root, name)
         samples.append(
-            Sample(
-                file_name=name,
-                image_path=_image_path(root, name),
-                width=width,
-                height=height,
-                boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-                labels=np.asarray(labels, dtype=np.int64),
-                pairs=pairs,
-                unannotated=unannotated,
-                image_id=iid,
-            )
+            Sample(name, image_path, width, height, boxes, labels, pairs, unannotated, iid)
         )
-    for sample in samples:
-        validate_sample(sample, len(space.objects), len(space.hois), instances_json)
-    check_unique_names(samples, instances_json)
-    return samples
+    return finish(samples, space, instances_json)
 
 
 def parse_box_xywh(value: object, file: Path, image: str, field: str) -> tuple[float, ...]:

@@ -14,31 +14,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from linkhoi.io import InputError, box_faults, image_sizes
 from linkhoi.labels import LabelError, LabelSpace
 
 
-class DetectionError(ValueError):
+class DetectionError(InputError):
     """Malformed detections. The message names the file, the image and the field."""
 
-    def __init__(
-        self,
-        message: str,
-        file: str | Path | None = None,
-        image: str | int | None = None,
-        field: str | None = None,
-    ) -> None:
-        self.file = None if file is None else str(file)
-        self.image = image
-        self.field = field
-        self.reason = message
-        where = []
-        if file is not None:
-            where.append(f"file {str(file)!r}")
-        if image is not None:
-            where.append(f"image {image!r}")
-        if field is not None:
-            where.append(f"field {field!r}")
-        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+    invalid_json = "invalid JSON (truncated?)"
+    invalid_json_field = None
+    wrap_read_errors = True
 
 
 @dataclass
@@ -122,23 +107,17 @@ def first_problem(
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    faults = box_faults(boxes, sizes, tolerance)
     checks = [
-        (~np.isfinite(boxes).all(axis=1), "box is not finite", "box"),
+        (faults["not_finite"], "box is not finite", "box"),
         (~np.isfinite(scores), "score is not finite", "score"),
-        (
-            (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]),
-            "inverted box (x2<x1 or y2<y1)",
-            "box",
-        ),
+        (faults["inverted"], "inverted box (x2<x1 or y2<y1)", "box"),
         ((scores < 0) | (scores > 1), "score outside [0, 1]", "score"),
     ]
     if sizes is not None:
-        wh = np.broadcast_to(np.asarray(sizes, dtype=np.float64).reshape(-1, 2), (len(boxes), 2))
-        known = (wh > 0).all(axis=1)
-        out = (boxes[:, :2] < -tolerance).any(axis=1) | (boxes[:, 2] > wh[:, 0] + tolerance)
-        out |= boxes[:, 3] > wh[:, 1] + tolerance
+        wh = image_sizes(sizes, len(boxes))
         checks.append(
-            (known & out, f"box outside the image by more than {tolerance:g} pixel", "box")
+            (faults["outside"], f"box outside the image by more than {tolerance:g} pixel", "box")
         )
     for mask, what, key in checks:
         bad = np.flatnonzero(mask)
@@ -167,6 +146,20 @@ def check_detections(
     if problem is not None:
         i, msg, key = problem
         raise DetectionError(msg, file, image, f"{field}[{i}].{key}")
+
+
+def position_by_id(
+    label_space: LabelSpace,
+    object_id: Any,
+    file: str | Path | None = None,
+    image: str | None = None,
+    field: str | None = None,
+) -> int:
+    """The object position of an official object id; an unknown id raises DetectionError."""
+    try:
+        return label_space.object_position_by_id(object_id)
+    except LabelError as err:
+        raise DetectionError(str(err), file, image, field) from None
 
 
 def labels_to_positions(

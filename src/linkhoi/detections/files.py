@@ -7,18 +7,12 @@ Project format (docs/internals.md; a bare list of image records is accepted too)
                  "detections": [{"box": [x1, y1, x2, y2], "label": "person", "score": 0.98}]}]}
 
 `label` is an object name; `label_id` (the official object id) may replace or accompany it,
-which SWiG-HOI's duplicated names need. COCO results are a list of
-``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` with a COCO-style file whose
-`images` map ids to file names (and sizes) and whose `categories` map ids to names (without
-`categories`, category ids are the label space's official object ids). COCO boxes become
-[x, y, x + w, y + h].
+which SWiG-HOI's duplicated names need. COCO results: see `linkhoi.detections.coco`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,31 +22,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from linkhoi.detections.base import DetectionError, Detections, check_detections, first_problem
+from linkhoi.detections.base import DetectionError, Detections, check_detections, position_by_id
+from linkhoi.detections.coco import Record, read_coco_results
+from linkhoi.io import atomic_open, is_number, load_json
 from linkhoi.labels import AmbiguousNameError, LabelError, LabelSpace, load
 
 FORMAT = "linkhoi-detections"
-_Record = tuple[
-    np.ndarray, np.ndarray, np.ndarray
-]  # boxes (N,4) f32, labels (N,) i64, scores (N,) f32
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise DetectionError("file not found", path) from None
-    except json.JSONDecodeError as err:
-        raise DetectionError(
-            f"invalid JSON (truncated?) at line {err.lineno} column {err.colno}: {err.msg}", path
-        ) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DetectionError(f"cannot read: {err}", path) from None
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 class FileDetections:
@@ -73,10 +48,10 @@ class FileDetections:
         self.path = Path(path)
         self.label_space = load(label_space)
         self.image_root = None if image_root is None else Path(image_root)
-        self._records: dict[str, _Record] = {}
+        self._records: dict[str, Record] = {}
         self._sizes: dict[str, tuple[int, int]] = dict(image_sizes or {})
         self._name_cache: dict[str, int] = {}
-        data = _read_json(self.path)
+        data = load_json(self.path, DetectionError)
         if (
             isinstance(data, list)
             and data
@@ -88,7 +63,9 @@ class FileDetections:
                     "COCO results need the COCO-style file with `images` (and `categories`):"
                     " pass categories="
                 )
-            self._read_coco(data, categories)
+            self._records = read_coco_results(
+                data, categories, self.label_space, self.path, self._sizes
+            )
         else:
             self._read_project(data)
 
@@ -162,12 +139,6 @@ class FileDetections:
             self._name_cache[name] = pos
         return pos
 
-    def _position_of_id(self, oid: Any, image: str, fld: str) -> int:
-        try:
-            return self.label_space.object_position_by_id(oid)
-        except LabelError as err:
-            raise self._err(str(err), image, fld) from None
-
     # ----------------------------------------------------------------- project format
     def _read_project(self, data: Any) -> None:
         where = "images"
@@ -197,7 +168,7 @@ class FileDetections:
             size = None
             if "width" in rec or "height" in rec:
                 w, h = rec.get("width"), rec.get("height")
-                if not (_is_num(w) and _is_num(h) and w > 0 and h > 0):
+                if not (is_number(w) and is_number(h) and w > 0 and h > 0):
                     raise self._err(f"bad width/height {w!r}/{h!r}", name, f"{fld}.width")
                 size = (int(w), int(h))
                 self._sizes[name] = size
@@ -206,7 +177,7 @@ class FileDetections:
                 raise self._err("must be a list", name, f"{fld}.detections")
             self._records[name] = self._parse_dets(dets, name, size or self._sizes.get(name))
 
-    def _parse_dets(self, dets: list, image: str, size: tuple[int, int] | None) -> _Record:
+    def _parse_dets(self, dets: list, image: str, size: tuple[int, int] | None) -> Record:
         fast = self._parse_dets_fast(dets, image)
         if fast is not None:
             boxes, labels, scores = fast
@@ -214,7 +185,7 @@ class FileDetections:
             return boxes.astype(np.float32), labels, scores.astype(np.float32)
         return self._parse_dets_checked(dets, image, size)
 
-    def _parse_dets_fast(self, dets: list, image: str) -> _Record | None:
+    def _parse_dets_fast(self, dets: list, image: str) -> Record | None:
         """Vectorised parse of well-formed records (most files); None sends the image to the
         per-detection parser, which finds and names the first problem."""
         try:
@@ -241,7 +212,7 @@ class FileDetections:
             )
         return boxes.astype(np.float64), labels, scores.astype(np.float64)
 
-    def _parse_dets_checked(self, dets: list, image: str, size: tuple[int, int] | None) -> _Record:
+    def _parse_dets_checked(self, dets: list, image: str, size: tuple[int, int] | None) -> Record:
         n = len(dets)
         boxes = np.zeros((n, 4), dtype=np.float64)
         labels = np.zeros(n, dtype=np.int64)
@@ -251,16 +222,18 @@ class FileDetections:
             if not isinstance(d, Mapping):
                 raise self._err("detection must be a mapping", image, fld)
             box = d.get("box")
-            if not (isinstance(box, list | tuple) and len(box) == 4 and all(map(_is_num, box))):
+            if not (isinstance(box, list | tuple) and len(box) == 4 and all(map(is_number, box))):
                 raise self._err(
                     f"box must be 4 numbers [x1, y1, x2, y2], got {box!r}", image, f"{fld}.box"
                 )
             score = d.get("score")
-            if not _is_num(score):
+            if not is_number(score):
                 raise self._err(f"score must be a number, got {score!r}", image, f"{fld}.score")
             boxes[k], scores[k] = box, score
             if "label_id" in d:
-                labels[k] = self._position_of_id(d["label_id"], image, f"{fld}.label_id")
+                labels[k] = position_by_id(
+                    self.label_space, d["label_id"], self.path, image, f"{fld}.label_id"
+                )
                 if "label" in d and d["label"] != self.label_space.objects[labels[k]]:
                     raise self._err(
                         f"label {d['label']!r} disagrees with label_id {d['label_id']!r}",
@@ -273,114 +246,6 @@ class FileDetections:
                 raise self._err("missing label (an object name) or label_id", image, f"{fld}.label")
         check_detections(boxes, scores, size, file=self.path, image=image)
         return boxes.astype(np.float32), labels, scores.astype(np.float32)
-
-    # ----------------------------------------------------------------- COCO results
-    def _read_coco(self, results: list, categories: str | Path | Mapping[str, Any]) -> None:
-        cat_src: Path | str = "<categories>"
-        if not isinstance(categories, Mapping):
-            cat_src = Path(categories)
-            categories = _read_json(cat_src)
-            if not isinstance(categories, Mapping):
-                raise DetectionError("COCO-style file must be a mapping", cat_src, field="<top>")
-        imgs = categories.get("images")
-        if not isinstance(imgs, list):
-            raise DetectionError("needs an `images` list (id, file_name)", cat_src, field="images")
-        name_of_image: dict[Any, str] = {}
-        seen: set[str] = set()
-        for i, im in enumerate(imgs):
-            if (
-                not isinstance(im, Mapping)
-                or "id" not in im
-                or not isinstance(im.get("file_name"), str)
-            ):
-                raise DetectionError(
-                    "image entry needs id and file_name", cat_src, field=f"images[{i}]"
-                )
-            name = im["file_name"]
-            if name in seen:
-                raise DetectionError("duplicate file name", cat_src, name, f"images[{i}].file_name")
-            if im["id"] in name_of_image:
-                raise DetectionError(
-                    f"duplicate image id {im['id']!r}", cat_src, name, f"images[{i}].id"
-                )
-            seen.add(name)
-            name_of_image[im["id"]] = name
-            if _is_num(im.get("width")) and _is_num(im.get("height")):
-                self._sizes[name] = (int(im["width"]), int(im["height"]))
-        cat_pos: dict[Any, int] = {}
-        cats = categories.get("categories")
-        cat_name: dict[Any, Any] = {}
-        if cats is not None:
-            if not isinstance(cats, list):
-                raise DetectionError("must be a list of {id, name}", cat_src, field="categories")
-            for i, c in enumerate(cats):
-                if (
-                    not isinstance(c, Mapping)
-                    or "id" not in c
-                    or not isinstance(c.get("name"), str)
-                ):
-                    raise DetectionError(
-                        "category needs id and name", cat_src, field=f"categories[{i}]"
-                    )
-                cat_name[c["id"]] = c["name"]
-        n = len(results)
-        boxes = np.zeros((n, 4), dtype=np.float64)
-        scores = np.zeros(n, dtype=np.float64)
-        labels = np.zeros(n, dtype=np.int64)
-        names: list[str] = []
-        for k, r in enumerate(results):
-            fld = f"[{k}]"
-            if not isinstance(r, Mapping):
-                raise self._err("result must be a mapping", field=fld)
-            name = name_of_image.get(r.get("image_id"))
-            if name is None:
-                raise self._err(
-                    f"image_id {r.get('image_id')!r} is not in the COCO-style file {cat_src}",
-                    field=f"{fld}.image_id",
-                )
-            cid = r.get("category_id")
-            if cid not in cat_pos:
-                cat_pos[cid] = self._coco_category(cid, cat_name, cats is None, name, fld)
-            bbox, score = r.get("bbox"), r.get("score")
-            if not (isinstance(bbox, list | tuple) and len(bbox) == 4 and all(map(_is_num, bbox))):
-                raise self._err(
-                    f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}", name, f"{fld}.bbox"
-                )
-            if not _is_num(score):
-                raise self._err(f"score must be a number, got {score!r}", name, f"{fld}.score")
-            x, y, w, h = bbox
-            boxes[k] = (x, y, x + w, y + h)
-            scores[k], labels[k] = score, cat_pos[cid]
-            names.append(name)
-        sizes = np.array([self._sizes.get(nm, (0, 0)) for nm in names], dtype=np.float64)
-        problem = first_problem(boxes, scores, sizes.reshape(-1, 2))
-        if problem is not None:
-            k, msg, key = problem
-            raise self._err(msg, names[k], f"[{k}].{'bbox' if key == 'box' else key}")
-        groups: dict[str, list[int]] = {}  # file order of first appearance
-        for k, name in enumerate(names):
-            groups.setdefault(name, []).append(k)
-        for name, rows in groups.items():
-            idx = np.array(rows, dtype=np.int64)
-            self._records[name] = (
-                boxes[idx].astype(np.float32),
-                labels[idx],
-                scores[idx].astype(np.float32),
-            )
-
-    def _coco_category(
-        self, cid: Any, cat_name: dict[Any, str], use_ids: bool, image: str, fld: str
-    ) -> int:
-        if use_ids:  # no `categories`: category ids are the label space's official ids
-            return self._position_of_id(cid, image, f"{fld}.category_id")
-        if cid not in cat_name:
-            raise self._err(f"unknown category id {cid!r}", image, f"{fld}.category_id")
-        try:
-            return self.label_space.object_position(cat_name[cid])
-        except LabelError as err:
-            raise self._err(
-                f"category {cid!r} ({cat_name[cid]!r}): {err}", image, f"{fld}.category_id"
-            ) from None
 
 
 def _record_from_detections(
@@ -424,33 +289,24 @@ def write_detections(
     path = Path(path)
     ls = None if label_space is None else load(label_space)
     items = records.items() if isinstance(records, Mapping) else records
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     seen: set[str] = set()
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            header = {"format": FORMAT, "version": 1}
-            if ls is not None:
-                header["label_space"] = ls.name
-            fh.write(json.dumps(header)[:-1] + ', "images": [')
-            for i, item in enumerate(items):
-                if isinstance(item, Mapping):
-                    rec = dict(item)
-                else:
-                    name, dets = item
-                    if ls is None:
-                        raise DetectionError("writing Detections needs label_space=", path)
-                    rec = _record_from_detections(name, dets, ls)
-                name = rec.get("file_name")
-                if name in seen:
-                    raise DetectionError(
-                        "duplicate file name", path, name, f"images[{i}].file_name"
-                    )
-                seen.add(name)
-                fh.write(("\n" if i == 0 else ",\n") + json.dumps(rec))
-            fh.write("\n]}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        header = {"format": FORMAT, "version": 1}
+        if ls is not None:
+            header["label_space"] = ls.name
+        fh.write(json.dumps(header)[:-1] + ', "images": [')
+        for i, item in enumerate(items):
+            if isinstance(item, Mapping):
+                rec = dict(item)
+            else:
+                name, dets = item
+                if ls is None:
+                    raise DetectionError("writing Detections needs label_space=", path)
+                rec = _record_from_detections(name, dets, ls)
+            name = rec.get("file_name")
+            if name in seen:
+                raise DetectionError("duplicate file name", path, name, f"images[{i}].file_name")
+            seen.add(name)
+            fh.write(("\n" if i == 0 else ",\n") + json.dumps(rec))
+        fh.write("\n]}\n")
     return path

@@ -2,7 +2,7 @@
 
 Shared pieces: :mod:`linkhoi.eval.ap` (VOC 11-point / all-point AP),
 :mod:`linkhoi.eval.base` (the Evaluator protocol), :mod:`linkhoi.eval.triplets` (the
-prediction interchange file). Benchmark evaluators live in ``hico``, ``vcoco`` and ``swig``.
+prediction interchange file), :mod:`linkhoi.eval.resolve` (its classes as label-space positions). Benchmark evaluators live in ``hico``, ``vcoco`` and ``swig``.
 This package never imports ``linkhoi.model``.
 """
 
@@ -16,12 +16,8 @@ from linkhoi.eval.ap import (
 )
 from linkhoi.eval.base import EvalError, EvalResult, Evaluator
 from linkhoi.eval.hico import HICOEvaluator
-from linkhoi.eval.triplets import (
-    TripletFileError,
-    read_triplets,
-    resolve_triplets,
-    write_triplets,
-)
+from linkhoi.eval.resolve import TripletArrays, resolve_triplets
+from linkhoi.eval.triplets import TripletFileError, read_triplets, write_triplets
 
 __all__ = [
     "DECIMAL_11_POINTS",
@@ -30,6 +26,7 @@ __all__ = [
     "EvalResult",
     "Evaluator",
     "HICOEvaluator",
+    "TripletArrays",
     "TripletFileError",
     "ap_11_point",
     "ap_all_point",

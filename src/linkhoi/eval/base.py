@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,22 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
     return obj
+
+
+def check_one_key_per_image(items: Iterable[tuple[str, int]]) -> None:
+    """Raise EvalError when one GT image was processed under two keys (file name and image id).
+
+    Args:
+        items: ``(image key, GT image index)`` of every processed image; an index < 0 (an
+            image absent from the GT) is not checked.
+    """
+    seen: dict[int, str] = {}
+    for key, image in items:
+        if image >= 0 and seen.setdefault(image, key) != key:
+            raise EvalError(
+                f"image {seen[image]!r} was given twice (also as {key!r}); each image may "
+                "appear only once (field 'file_name')"
+            )
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -85,7 +85,8 @@ def build_evaluator(args: argparse.Namespace) -> Evaluator:
 def evaluate_file(evaluator: Evaluator, predictions: Path, benchmark: str) -> EvalResult:
     """Stream a triplet file through ``evaluator`` and evaluate it.
 
-    Detections are validated once, by :func:`resolve_triplets` inside the evaluator.
+    Detections are validated once, by :func:`linkhoi.eval.resolve.resolve_triplets` inside
+    the evaluator.
     """
     evaluator.reset()
     evaluator.predictions_source = str(predictions)  # type: ignore[attr-defined]

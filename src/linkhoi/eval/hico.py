@@ -23,7 +23,8 @@ import numpy as np
 
 from linkhoi.eval.ap import MATLAB_11_POINTS, ap_11_point, precision_recall
 from linkhoi.eval.base import EvalError, EvalResult, Evaluator
-from linkhoi.eval.triplets import gc_paused, resolve_triplets
+from linkhoi.eval.resolve import resolve_triplets
+from linkhoi.eval.triplets import gc_paused
 
 SETTINGS = ("default", "known_object")
 SPLITS = ("full", "rf_uc", "nf_uc", "uo", "uv")
@@ -204,6 +205,8 @@ class HICOEvaluator(Evaluator):
                 f"(verb {self.label_space.verbs[v]!r}, object {obj!r}) is not a HICO-DET class"
             )
         n_bad = int(len(keep) - keep.sum())
+        if not n_bad:  # the usual case: no copies
+            return (a.hois, a.scores, a.human_boxes, a.object_boxes, 0)
         return (a.hois[keep], a.scores[keep], a.human_boxes[keep], a.object_boxes[keep], n_bad)
 
     def export_official(self, directory: str | os.PathLike[str]) -> list[Path]:

@@ -21,9 +21,15 @@ from typing import Any
 import numpy as np
 
 from linkhoi.eval.ap import DECIMAL_11_POINTS
-from linkhoi.eval.base import EvalError, EvalResult, Evaluator, atomic_write_text
-from linkhoi.eval.triplets import TripletFileError, resolve_triplets
-from linkhoi.eval.vcoco import _check_one_key_per_image
+from linkhoi.eval.base import (
+    EvalError,
+    EvalResult,
+    Evaluator,
+    atomic_write_text,
+    check_one_key_per_image,
+)
+from linkhoi.eval.resolve import resolve_triplets
+from linkhoi.eval.triplets import TripletFileError
 
 IOU_THRESHOLD = 0.5
 MAX_PREDICTIONS = 19999  # the official loop reads range(min(len(idx), 19999))
@@ -192,7 +198,7 @@ class SWIGEvaluator(Evaluator):
 
     # ---------------------------------------------------------------- evaluation
     def _arrays(self) -> tuple[np.ndarray, ...]:
-        _check_one_key_per_image((k, v[0]) for k, v in self._predictions.items())
+        check_one_key_per_image((k, v[0]) for k, v in self._predictions.items())
         parts = list(self._predictions.values())
         if not parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 8))

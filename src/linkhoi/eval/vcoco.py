@@ -12,10 +12,7 @@ IoU >= 0.5, role check) and no higher-ranked candidate of the same (key, person)
 
 from __future__ import annotations
 
-import math
 import os
-import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from linkhoi.eval.ap import ap_all_point, precision_recall
-from linkhoi.eval.base import EvalError, EvalResult, Evaluator
-from linkhoi.eval.triplets import ROLES, TripletFileError, resolve_triplets
+from linkhoi.eval.base import EvalError, EvalResult, Evaluator, check_one_key_per_image
+from linkhoi.eval.resolve import ROLES, resolve_triplets
+from linkhoi.eval.triplets import TripletFileError
 
 IOU_THRESHOLD = 0.5
 _ROLE_INDEX = {name: i for i, name in enumerate(ROLES)}  # None -> 0, "obj" -> 1, "instr" -> 2
@@ -309,7 +307,7 @@ class VCOCOEvaluator(Evaluator):
 
     # ---------------------------------------------------------------- evaluation
     def _arrays(self) -> tuple[np.ndarray, ...]:
-        _check_one_key_per_image((k, v[0]) for k, v in self._predictions.items() if v is not None)
+        check_one_key_per_image((k, v[0]) for k, v in self._predictions.items() if v is not None)
         parts = [v for v in self._predictions.values() if v is not None]
         if not parts:
             z = np.zeros(0, np.int64)
@@ -444,118 +442,14 @@ class VCOCOEvaluator(Evaluator):
     def export_official(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``vcoco_detections.pkl``, the input of the official ``vsrl_eval.py``.
 
-        One dict per (image, person box) with ``image_id``, ``person_box`` and all 26
-        ``<action>_agent`` scores and 25 ``<action>_<role>`` ``[x1, y1, x2, y2, score]``
-        entries; keys a row does not predict are NaN (invisible to the official script). Two
-        detections of the same key on the same person box go to separate rows. Images outside
-        the split are left out (the official script ignores them).
+        See :func:`linkhoi.eval.vcoco_official.write_official` for the layout.
         """
-        cls, n_a = self.cls, len(self.cls.actions)
-        nan_row = {f"{a}_agent": np.nan for a in cls.actions}
-        nan_row.update({cls.key_name(n_a + r): [np.nan] * 5 for r in range(len(cls.role_keys))})
-        rows: list[dict[str, Any]] = []
-        for value in self._predictions.values():
-            if value is None:
-                continue
-            image, keys, scores, hb, ob = value
-            image_id = self.gt.image_ids[image]
-            open_rows: dict[tuple[float, ...], list[dict[str, Any]]] = {}
-            for k, s, h, o in zip(
-                keys.tolist(), scores.tolist(), hb.tolist(), ob.tolist(), strict=True
-            ):
-                name = cls.key_name(k)
-                row = None
-                for cand in open_rows.setdefault(tuple(h), []):
-                    if _is_unset(cand[name]):
-                        row = cand
-                        break
-                if row is None:
-                    row = {"image_id": image_id, "person_box": list(h), **nan_row}
-                    open_rows[tuple(h)].append(row)
-                    rows.append(row)
-                row[name] = float(s) if k < n_a else [*o, float(s)]
-        path = Path(directory) / "vcoco_detections.pkl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".vcoco_detections.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                pickle.dump(rows, fh, protocol=2)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        from linkhoi.eval.vcoco_official import write_official
 
-
-def _check_one_key_per_image(items: Any) -> None:
-    """EvalError when one GT image was processed under two keys (file name and image id)."""
-    seen: dict[int, str] = {}
-    for key, image in items:
-        if image >= 0 and seen.setdefault(image, key) != key:
-            raise EvalError(
-                f"image {seen[image]!r} was given twice (also as {key!r}); each image may "
-                "appear only once (field 'file_name')"
-            )
-
-
-def _is_unset(value: Any) -> bool:
-    v = value[4] if isinstance(value, list) else value
-    return isinstance(v, float) and math.isnan(v)
+        return write_official(directory, self._predictions.values(), self.cls, self.gt.image_ids)
 
 
 def _nanmean(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=np.float64)
     ok = ~np.isnan(values)
     return float(values[ok].mean()) if ok.any() else float("nan")
-
-
-def official_to_triplets(
-    rows: list[dict[str, Any]], file_names: dict[int, str] | None = None
-) -> list[tuple[str, list[dict]]]:
-    """Convert ``vsrl_eval`` input rows (a QPIC/UPT pickle) to triplet images.
-
-    Every non-NaN ``<action>_agent`` score becomes an agent-only detection and every non-NaN
-    ``<action>_<role>`` entry a role detection (an all-NaN box becomes ``object_box`` null).
-    Images are keyed by ``file_names[image_id]`` or ``str(image_id)`` (both accepted by
-    :class:`VCOCOEvaluator`).
-    """
-    out: dict[str, list[dict]] = {}
-    for row in rows:
-        iid = int(row["image_id"])
-        dets = out.setdefault((file_names or {}).get(iid, str(iid)), [])
-        hb = [float(v) for v in row["person_box"]]
-        for key, value in row.items():
-            if key in ("image_id", "person_box"):
-                continue
-            verb, _, role = key.rpartition("_")
-            if role == "agent":
-                if not math.isnan(float(value)):
-                    dets.append({"verb": verb, "role": None, "human_box": hb,
-                                 "object_box": None, "score": float(value)})  # fmt: skip
-            elif role in ("obj", "instr") and not math.isnan(float(value[4])):
-                box = [float(v) for v in value[:4]]
-                dets.append({"verb": verb, "role": role, "human_box": hb,
-                             "object_box": None if all(map(math.isnan, box)) else box,
-                             "score": float(value[4])})  # fmt: skip
-    return list(out.items())
-
-
-def add_agent_detections(detections: list[dict]) -> list[dict]:
-    """Add agent-only scores derived from role detections with QPIC's mapping.
-
-    For every (verb, human box, object box) with an explicit ``role``, the agent score is the
-    largest of its role scores (hit/eat/cut: max of the two roles; other actions: the role
-    score). Detections without ``role`` are left alone, so roleless actions (stand, walk, run,
-    smile) are not counted twice. Returns the input list plus the new agent detections.
-    """
-    best: dict[tuple, dict] = {}
-    for d in detections:
-        if d.get("role") is None:
-            continue
-        ob = d.get("object_box")
-        key = (d["verb"], tuple(d["human_box"]), None if ob is None else tuple(ob))
-        if key not in best or d["score"] > best[key]["score"]:
-            best[key] = {"verb": d["verb"], "role": None, "human_box": list(d["human_box"]),
-                         "object_box": None, "score": d["score"]}  # fmt: skip
-    return [*detections, *best.values()]

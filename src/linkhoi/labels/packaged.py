@@ -33,15 +33,30 @@ def _json(relpath: str) -> Any:
         return json.load(fh)
 
 
+def _names_and_ids(rows: list[dict[str, str]], id_column: str) -> tuple[tuple, tuple]:
+    """(names, int ids) of csv rows with a ``name`` column and an id column."""
+    return tuple(r["name"] for r in rows), tuple(int(r[id_column]) for r in rows)
+
+
+def _hoi_class(row: dict[str, str], columns: tuple[str, str, str, str, str]) -> HOIClass:
+    """An HOIClass from a csv row; ``columns`` name its id, verb, object, verb id, object id."""
+    hoi_id, verb, obj, verb_id, object_id = columns
+    return HOIClass(
+        id=int(row[hoi_id]),
+        verb=row[verb],
+        object=row[obj],
+        verb_id=int(row[verb_id]),
+        object_id=int(row[object_id]),
+    )
+
+
 def build_hico_det() -> LabelSpace:
     """HICO-DET: 117 verbs (ids 1..117), 80 objects (id = COCO category id, in HICO's
     alphabetical `hico_index` order), 600 HOIs (ids 1..600) with rare / zero-shot subsets."""
     verbs_rows = _rows("hico_det/verbs.csv")
     obj_rows = _rows("hico_det/objects.csv")
-    verbs = tuple(r["name"] for r in verbs_rows)
-    verb_ids = tuple(int(r["index"]) for r in verbs_rows)
-    objects = tuple(r["name"] for r in obj_rows)
-    object_ids = tuple(int(r["coco_category_id"]) for r in obj_rows)
+    verbs, verb_ids = _names_and_ids(verbs_rows, "index")
+    objects, object_ids = _names_and_ids(obj_rows, "coco_category_id")
     obj_by_hico = {int(r["hico_index"]): r for r in obj_rows}
     hois = []
     for r in _rows("hico_det/hois.csv"):
@@ -49,15 +64,8 @@ def build_hico_det() -> LabelSpace:
         assert o["name"] == r["object"] and int(o["coco_category_id"]) == int(
             r["object_coco_category_id"]
         ), f"hois.csv row {r['hoi_index']} disagrees with objects.csv"
-        hois.append(
-            HOIClass(
-                id=int(r["hoi_index"]),
-                verb=r["verb"],
-                object=r["object"],
-                verb_id=int(r["verb_index"]),
-                object_id=int(r["object_coco_category_id"]),
-            )
-        )
+        columns = ("hoi_index", "verb", "object", "verb_index", "object_coco_category_id")
+        hois.append(_hoi_class(r, columns))
     pos_of_id = {h.id: p for p, h in enumerate(hois)}
     rare = _json("hico_det/rare.json")
     zs = _json("hico_det/zero_shot_splits.json")
@@ -158,24 +166,14 @@ def build_swig_hoi() -> LabelSpace:
     14,130 interactions; subsets over the 5,539 evaluated ones by frequency."""
     actions = _rows("swig_hoi/actions.csv")
     objs = _rows("swig_hoi/objects.csv")
-    verbs = tuple(r["name"] for r in actions)
-    verb_ids = tuple(int(r["id"]) for r in actions)
-    objects = tuple(r["name"] for r in objs)
-    object_ids = tuple(int(r["id"]) for r in objs)
+    verbs, verb_ids = _names_and_ids(actions, "id")
+    objects, object_ids = _names_and_ids(objs, "id")
     hois, frequency = [], []
     subsets: dict[str, set[int]] = {"non_rare": set(), "rare": set(), "unseen": set()}
     evaluated: set[int] = set()
     bucket_of = {"2": "non_rare", "1": "rare", "0": "unseen"}
     for p, r in enumerate(_rows("swig_hoi/interactions.csv")):
-        hois.append(
-            HOIClass(
-                id=int(r["id"]),
-                verb=r["action_name"],
-                object=r["object_name"],
-                verb_id=int(r["action_id"]),
-                object_id=int(r["object_id"]),
-            )
-        )
+        hois.append(_hoi_class(r, ("id", "action_name", "object_name", "action_id", "object_id")))
         frequency.append(int(r["frequency"]))
         if r["evaluation"] == "1":
             evaluated.add(p)

@@ -2,7 +2,8 @@
 
 Stage 1 (teacher): ``linkhoi train configs/hico_det_teacher.yaml``. Stage 2 (student):
 ``linkhoi train configs/hico_det_student.yaml --teacher runs/hico_det_teacher/last.pt``.
-Several GPUs: ``torchrun --nproc_per_node 4 -m linkhoi.cli train CONFIG.yaml``.
+Several GPUs: ``torchrun --nproc_per_node 4 -m linkhoi.cli train CONFIG.yaml``. CONFIG may be
+the bare name of a config packaged with linkhoi (``linkhoi train synthetic_teacher``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "config", help="training config (YAML), e.g. configs/synthetic_teacher.yaml"
+        "config",
+        help="training config (YAML file), or the name of a packaged one "
+        "(synthetic_teacher, synthetic_student)",
     )
     parser.add_argument(
         "overrides",

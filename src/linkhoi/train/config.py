@@ -1,6 +1,7 @@
 """Training configuration: dataclasses <-> YAML, with typed ``key=value`` overrides.
 
-A run's configuration is plain data. ``load_config(path, overrides)`` reads a YAML file,
+A run's configuration is plain data. ``load_config(path, overrides)`` reads a YAML file (or a
+config packaged in ``linkhoi/configs/``, by bare name such as ``synthetic_teacher``),
 applies dotted overrides (``optim.lr=3e-4``, ``distill.map=false``), checks every key and type,
 and returns a ``TrainConfig``. ``TrainConfig.to_dict()`` is what the trainer writes beside its
 outputs (``config.yaml``) and stores in checkpoints.
@@ -13,10 +14,14 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+if typing.TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 class ConfigError(ValueError):
@@ -211,16 +216,48 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
     return cfg
 
 
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped inside the package (``linkhoi/configs/*.yaml``)."""
+    root = resources.files("linkhoi") / "configs"
+    if not root.is_dir():
+        return []
+    return sorted(f.name[: -len(".yaml")] for f in root.iterdir() if f.name.endswith(".yaml"))
+
+
+def _packaged_config(name: str) -> Traversable | None:
+    """The packaged config called ``name`` (``synthetic_teacher`` or ``synthetic_teacher.yaml``),
+    or None when ``name`` is not a bare name of one."""
+    if not name or Path(name).name != name:  # a path with folders is never a packaged name
+        return None
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    if stem not in packaged_configs():
+        return None
+    return resources.files("linkhoi") / "configs" / f"{stem}.yaml"
+
+
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config and apply ``key=value`` overrides (paths stay as written)."""
-    path = Path(path)
+    """Read a YAML config and apply ``key=value`` overrides (paths stay as written).
+
+    ``path`` is a file, or the bare name of a packaged config (``synthetic_teacher``; see
+    ``packaged_configs()``) when no such file exists.
+    """
+    text, source = None, str(path)
+    if not Path(path).is_file():
+        packaged = _packaged_config(str(path))
+        if packaged is not None:
+            text, source = packaged.read_text(), f"packaged config {packaged.name}"
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        if text is None:
+            text = Path(path).read_text()
+        data = yaml.safe_load(text) or {}
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        names = ", ".join(packaged_configs()) or "none"
+        raise ConfigError(
+            f"{path}: config file not found (packaged configs, by bare name: {names})"
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    cfg = TrainConfig.from_dict(data, source=str(path))
+        raise ConfigError(f"{source}: not valid YAML ({exc})") from None
+    cfg = TrainConfig.from_dict(data, source=source)
     return apply_overrides(cfg, overrides or [])
 
 

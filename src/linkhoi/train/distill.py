@@ -89,18 +89,22 @@ class Distiller(nn.Module):
                 for t in teachers
             )
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def teacher_outputs(
         self, inputs: Sequence[tuple[Tensor | None, tuple[Tensor, Tensor] | None]], detections: list
     ) -> list[list[dict]]:
-        """Run every teacher (eval, no grad) on the same detections.
+        """Run every teacher (eval, inference mode) on the same detections.
 
         ``inputs[i]`` is ``(images, features)`` for teacher i: features computed once per
         batch when the teacher shares the student's backbone, else its own images/features.
+        Inference mode (no autograd records, no version counters) is cheaper than no_grad; the
+        outputs are inference tensors, which ``loss`` only reads through out-of-place ops (their
+        results are ordinary tensors, so autograd may save them for the student's backward).
         """
         outs = []
         for teacher, (images, features) in zip(self.teachers, inputs, strict=True):
-            teacher.eval()
+            if teacher.training:
+                teacher.eval()
             outs.append(teacher(images, detections, features=features))
         return outs
 

@@ -4,12 +4,12 @@
 with teachers it trains a student (stage 2, L_M + distillation). The loop is deterministic
 given the config: the data order of epoch e comes from (seed, e), augmentation from
 (seed, e, image index), so a run that is stopped and resumed ends on the same weights as an
-uninterrupted one.
+uninterrupted one. The data side (samples, detections, proposals, augmentation, backbone
+features of a batch) is ``linkhoi.train.batches.TrainData``.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -18,18 +18,17 @@ import signal
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import ImageOps
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from linkhoi.train import distributed
+from linkhoi.train.batches import TrainData, collate
 from linkhoi.train.checkpointing import (
     load_training_checkpoint,
     restore_training_state,
@@ -39,54 +38,11 @@ from linkhoi.train.checkpointing import (
 )
 from linkhoi.train.config import ConfigError, TrainConfig, save_config
 from linkhoi.train.distill import Distiller
-from linkhoi.train.feature_cache import FeatureCache, cached_features, default_cache_dir
 from linkhoi.train.losses import (
     batch_targets,
-    gt_pair_tensor,
     matching_loss,
-    remove_unseen,
     unannotated_pairs,
 )
-
-
-class _Indexed(Dataset):
-    """(index, PIL image, Sample, image path): augmentation is seeded by the index, the
-    feature cache keyed by the path."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        image, sample = self.dataset[index]
-        return index, image, sample, self.dataset.image_path(index)
-
-
-def _collate(items: list) -> list:
-    return items
-
-
-def augment(image, dets, gt_boxes: torch.Tensor, rng: random.Random, scales, flip_prob: float):
-    """Random scale + horizontal flip of the image, its detections and its GT boxes (N, 4)."""
-    s = rng.choice(list(scales)) if scales else 1.0
-    flip = rng.random() < flip_prob
-    w, h = image.size
-    if s != 1.0:
-        w, h = max(1, round(w * s)), max(1, round(h * s))
-        image = image.resize((w, h))
-
-    def move(boxes: torch.Tensor) -> torch.Tensor:
-        boxes = boxes * s
-        if flip:
-            boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
-        return boxes
-
-    if flip:
-        image = ImageOps.mirror(image)
-    dets = replace(dets, boxes=move(dets.boxes.float()), image_size=(w, h))
-    return image, dets, move(gt_boxes)
 
 
 class Trainer:
@@ -157,8 +113,10 @@ class Trainer:
         self.epoch = self.step = self.batch_in_epoch = 0
         self._stop_signal: int | None = None
         self.history: list[dict[str, float]] = []  # per optimizer step (for tests and logs)
-        self._build_data()
-        self._groups = self._backbone_groups()
+        models = [self.model, *self.teachers]
+        self.data = TrainData(cfg, self.label_space, self.class_mask, models, self.dist, self.amp)
+        self.samples, self.dataset = self.data.samples, self.data.dataset
+        self.val_samples, self._groups = self.data.val_samples, self.data.groups
         if resume:
             self.load(self.out_dir / "last.pt")
 
@@ -210,112 +168,10 @@ class Trainer:
                 unseen = ~self.class_mask.to(weight.device)
                 weight[unseen] = self._init_rows[unseen]
 
-    def _build_data(self) -> None:
-        from linkhoi.data import HOIDataset, read_dataset
-        from linkhoi.detections import FileDetections, GroundTruthDetections, filter_proposals
-
-        d = self.cfg.data
-        if not d.train:
-            raise ConfigError("data.train: no training annotations given")
-        samples = read_dataset(d.format, **{"label_space": self.label_space, **d.train})
-        if self.class_mask is not None:
-            unseen = (~self.class_mask).nonzero().flatten().tolist()
-            samples = remove_unseen(samples, unseen)
-        if not samples:
-            raise ConfigError(f"data.train {d.train}: no training images (after zero-shot removal)")
-        known = set(inspect.signature(filter_proposals).parameters) - {"dets", "human_label"}
-        unknown = sorted(set(d.proposals) - known)
-        if unknown:
-            raise ConfigError(f"data.proposals: unknown key(s) {unknown}; known: {sorted(known)}")
-        self.samples = samples
-        self.dataset = _Indexed(HOIDataset(samples, d.image_root or None))
-        self.detector = (
-            GroundTruthDetections(samples)
-            if d.detections == "gt"
-            else FileDetections(d.detections, self.label_space)
-        )
-        self.human = self.label_space.object_position(self.label_space.human)
-        if d.val and d.format not in ("hico_det", "generic"):
-            raise ConfigError(
-                f"data.val: per-epoch evaluation uses the HICO-DET protocol; format {d.format!r} "
-                "is evaluated after training with `linkhoi eval`"
-            )
-        self.val_samples = (
-            read_dataset(d.format, **{"label_space": self.label_space, **d.val}) if d.val else None
-        )
-
-    def _backbone_groups(self) -> list[dict[str, Any]]:
-        """Models grouped by (backbone sha256, resolution): one backbone forward per group."""
-        use_cache = self.cfg.runtime.feature_cache and not self.cfg.data.augment
-        root = Path(self.cfg.runtime.cache_dir) / "features" if self.cfg.runtime.cache_dir else None
-        groups: dict[tuple[str, int], dict[str, Any]] = {}
-        for i, model in enumerate([self.model, *self.teachers]):
-            bb = model.backbone
-            key = (bb.sha256, int(bb.image_size))
-            if key not in groups:
-                cache = FeatureCache(root or default_cache_dir(), *key) if use_cache else None
-                groups[key] = {"backbone": bb, "cache": cache, "members": []}
-            groups[key]["members"].append(i)
-        return list(groups.values())
-
     # ------------------------------------------------------------------ data
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """This process's micro-batches (dataset indices) of ``epoch``, fixed by (seed, epoch)."""
-        sampler = DistributedSampler(
-            self.dataset,
-            num_replicas=self.dist.world_size,
-            rank=self.dist.rank,
-            shuffle=True,
-            seed=self.cfg.runtime.seed,
-        )
-        sampler.set_epoch(epoch)
-        order = list(sampler)
-        bs = self.cfg.optim.batch_size
-        return [order[i : i + bs] for i in range(0, len(order), bs)]
-
-    def _prepare(self, items: list, epoch: int) -> dict[str, Any]:
-        """Detections (filtered), GT tensors and per-group backbone features of one batch."""
-        from linkhoi.detections import filter_proposals
-
-        d = self.cfg.data
-        images, dets, gt_boxes, gt_pairs, paths, unannotated = [], [], [], [], [], []
-        for index, image, sample, path in items:
-            det = filter_proposals(
-                self.detector.detect(sample.file_name, image), self.human, **d.proposals
-            )
-            boxes = torch.as_tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4)
-            if d.augment:
-                rng = random.Random(f"{self.cfg.runtime.seed}-{epoch}-{index}")
-                image, det, boxes = augment(image, det, boxes, rng, d.scales, d.flip_prob)
-            images.append(image)
-            dets.append(_to_device(det, self.device))
-            gt_boxes.append(boxes.to(self.device))
-            gt_pairs.append(gt_pair_tensor(sample.pairs, self.device))
-            unannotated.append(torch.as_tensor(sample.unannotated, dtype=torch.bool).reshape(-1))
-            paths.append(None if d.augment else path)
-        features: list[Any] = [None] * (1 + len(self.teachers))
-        for group in self._groups:
-            feats = self._features(group, images, paths)
-            for member in group["members"]:
-                features[member] = feats
-        return {
-            "dets": dets,
-            "gt_boxes": gt_boxes,
-            "gt_pairs": gt_pairs,
-            "unannotated": unannotated,
-            "features": features,
-        }
-
-    def _features(self, group: dict[str, Any], images: list, paths: list):
-        backbone = group["backbone"]
-
-        def compute(indices: list[int]):
-            batch = torch.stack([backbone.preprocess(images[i]) for i in indices]).to(self.device)
-            with torch.no_grad(), torch.autocast("cuda", enabled=self.amp):
-                f, g = backbone(batch)
-            return f.float(), g.float()
-
-        return cached_features(group["cache"], paths, compute, self.device)
+        return self.data.epoch_batches(epoch)
 
     # ------------------------------------------------------------------ training
     def _handle_signal(self, signum, _frame) -> None:
@@ -360,7 +216,7 @@ class Trainer:
         loader = DataLoader(
             self.dataset,
             batch_sampler=todo,
-            collate_fn=_collate,
+            collate_fn=collate,
             num_workers=cfg.data.num_workers,
             generator=torch.Generator(),  # keeps the global RNG untouched (exact resume)
         )
@@ -376,7 +232,7 @@ class Trainer:
         )
         pending = 0
         for items in bar:
-            batch = self._prepare(items, self.epoch)
+            batch = self.data.prepare(items, self.epoch)
             self.batch_in_epoch += 1
             pending += 1
             last = pending == acc or self.batch_in_epoch == len(batches)
@@ -445,39 +301,27 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any] | None:
         """Per-epoch HICO-DET-protocol evaluation on ``data.val`` (results gathered to rank 0)."""
-        from linkhoi.data import HOIDataset
-        from linkhoi.detections import FileDetections, GroundTruthDetections, filter_proposals
         from linkhoi.eval.hico import SPLITS, HICOEvaluator
         from linkhoi.model.link import to_triplets
 
-        d = self.cfg.data
-        samples = self.val_samples
-        dataset = HOIDataset(samples, d.val_image_root or d.image_root or None)
-        source = (
-            GroundTruthDetections(samples)
-            if d.val_detections == "gt"
-            else FileDetections(d.val_detections, self.label_space)
-        )
         self.model.eval()
         results = []
-        indices = range(self.dist.rank, len(samples), self.dist.world_size)
-        for i in tqdm(
-            indices, desc="eval", disable=not (self.cfg.runtime.progress and self.dist.is_main)
+        for name, det, feats in tqdm(
+            self.data.val_items(),
+            total=self.data.num_val_items(),
+            desc="eval",
+            disable=not (self.cfg.runtime.progress and self.dist.is_main),
         ):
-            image, sample = dataset[i]
-            det = filter_proposals(
-                source.detect(sample.file_name, image), self.human, **d.proposals
-            )
-            feats = self._features(self._groups[0], [image], [dataset.image_path(i)])
             with torch.autocast("cuda", enabled=self.amp):
-                out = self.model(None, [_to_device(det, self.device)], features=feats)[0]
-            results.append((sample.file_name, to_triplets(out, self.label_space)))
+                out = self.model(None, [det], features=feats)[0]
+            results.append((name, to_triplets(out, self.label_space)))
         self.model.train()
         gathered = distributed.gather_objects(results)
         if gathered is None:
             return None
-        split = d.zero_shot if d.zero_shot in SPLITS else "full"
-        evaluator = HICOEvaluator(samples, self.label_space, split=split)
+        zero_shot = self.cfg.data.zero_shot
+        split = zero_shot if zero_shot in SPLITS else "full"
+        evaluator = HICOEvaluator(self.val_samples, self.label_space, split=split)
         for part in gathered:
             for name, triplets in part:
                 evaluator.process(name, triplets)
@@ -543,15 +387,6 @@ class _StepModule(nn.Module):
 def classifier_weight(model: nn.Module) -> torch.Tensor:
     """The (K, C) text-initialised classifier parameter T of a ``LinkModel``."""
     return model.text
-
-
-def _to_device(det, device: torch.device):
-    return replace(
-        det,
-        boxes=det.boxes.to(device),
-        labels=det.labels.to(device),
-        scores=det.scores.to(device),
-    )
 
 
 def _summary_writer(log_dir: Path):

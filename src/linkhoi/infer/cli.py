@@ -1,0 +1,154 @@
+"""`linkhoi detect IMAGES... --checkpoint CKPT`: HOI triplets and annotated PNGs for images.
+
+Writes ``<out>/triplets.json`` (all images, `linkhoi.eval.triplets.write_triplets`) and
+``<out>/images/<file_name stem>.png`` per image (unless ``--no-draw``). Unreadable files are
+skipped with a warning and listed at the end; an image without detections gets an empty list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+DEFAULT_OUT = "linkhoi_detect"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `linkhoi detect`."""
+    parser.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    parser.add_argument("--checkpoint", required=True, help="a linkhoi checkpoint (.pt)")
+    box = parser.add_argument_group("boxes (give one)")
+    box.add_argument(
+        "--detector", help="torchvision:NAME, e.g. torchvision:fasterrcnn_resnet50_fpn_v2"
+    )
+    box.add_argument("--detector-weights", help="state dict file of the --detector model")
+    box.add_argument("--detections", help="detection file (linkhoi json or COCO results)")
+    box.add_argument(
+        "--categories", help="with COCO results: the COCO-style json mapping image ids to names"
+    )
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument("--top-k", type=int, default=100, help="triplets kept per image")
+    parser.add_argument("--threshold", type=float, default=0.0, help="keep scores above this")
+    parser.add_argument("--verbs", help='open vocabulary: "ride,feed" (any object)')
+    parser.add_argument("--hois", help='open vocabulary: "ride horse; feed giraffe"')
+    parser.add_argument("--clip-weights", help="CLIP weights when the checkpoint lacks them")
+    parser.add_argument("--no-draw", action="store_true", help="write no annotated images")
+    parser.add_argument("--max-draw", type=int, default=20, help="triplets drawn per image")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+
+
+def parse_hois(text: str) -> list[tuple[str, str]]:
+    """``"ride horse; feed giraffe"`` (or ``ride:horse``) -> [("ride", "horse"), ...]; the
+    last word is the object, so multi-word verbs work ("sit on chair")."""
+    from linkhoi.infer.predictor import InferenceError
+
+    pairs = []
+    for item in (part.strip() for part in text.split(";")):
+        if not item:
+            continue
+        verb, sep, obj = item.partition(":")
+        if not sep:
+            verb, _, obj = item.rpartition(" ")
+        if not verb.strip() or not obj.strip():
+            raise InferenceError(f"--hois item {item!r}: write 'verb object', e.g. 'ride horse'")
+        pairs.append((verb.strip(), obj.strip()))
+    return pairs
+
+
+def png_names(names: list[str]) -> dict[str, str]:
+    """Annotated image name per file name: the suffix becomes .png ("a/b.jpg" -> "a/b.png");
+    names that would collide ("x.jpg" and "x.png") keep their suffix ("x.jpg.png")."""
+    plain = {n: str(Path(n).with_suffix(".png")) for n in names}
+    counts: dict[str, int] = {}
+    for target in plain.values():
+        counts[target] = counts.get(target, 0) + 1
+    return {n: t if counts[t] == 1 else f"{n}.png" for n, t in plain.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run detection; 0 on success, 2 on bad input (one message on stderr)."""
+    from linkhoi.data import ImageError
+    from linkhoi.detections import DetectionError
+    from linkhoi.labels import LabelError
+    from linkhoi.model.checkpoint import CheckpointError
+
+    try:
+        return _run(args)
+    except (CheckpointError, DetectionError, ImageError, LabelError, ValueError) as err:
+        print(f"linkhoi detect: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from linkhoi.eval.triplets import write_triplets
+    from linkhoi.infer.draw import draw_triplets
+    from linkhoi.infer.predictor import InferenceError, Predictor
+    from linkhoi.infer.sources import expand_images, make_detector
+    from linkhoi.model.text import parse_prompt_list
+
+    if (args.detector is None) == (args.detections is None):
+        make_detector(None, args.detector, None, args.detections)  # raises the clear message
+    images = expand_images(args.images)
+    verbs = parse_prompt_list(args.verbs) if args.verbs else None
+    hois = parse_hois(args.hois) if args.hois else None
+    predictor = Predictor.from_checkpoint(
+        args.checkpoint, clip_weights=args.clip_weights, device=args.device
+    )
+    if verbs or hois:
+        prompts = predictor.set_vocabulary(verbs, hois)
+        print(f"open vocabulary: {len(prompts)} classes, e.g. {prompts[0]!r}")
+    detector = make_detector(
+        predictor.base_label_space,
+        args.detector,
+        args.detector_weights,
+        args.detections,
+        device=args.device,
+        categories=args.categories,
+    )
+    if args.detections is not None:
+        missing = [n for _, n in images if n not in detector]
+        if missing:
+            print(
+                f"warning: {len(missing)} image(s) have no record in {args.detections} (e.g. "
+                f"{missing[0]!r}): they get no detections; file names must match exactly",
+                file=sys.stderr,
+            )
+    out = Path(args.out)
+    skipped: list[tuple[Path, str]] = []
+    by_name = {name: path for path, name in images}
+    drawn = png_names([name for _, name in images])
+
+    def on_error(path: Path, err: Exception) -> None:
+        skipped.append((path, str(err)))
+        tqdm.write(f"warning: skipping {err}")
+
+    results: list[tuple[str, list[dict[str, Any]]]] = []
+    stream = predictor.predict_many(
+        [(p, n) for p, n in images],
+        detector,
+        batch_size=args.batch_size,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        on_error=on_error,
+    )
+    for name, triplets in tqdm(stream, total=len(images), desc="detect", unit="img"):
+        results.append((name, triplets))
+        if not args.no_draw:
+            draw_triplets(by_name[name], triplets, out / "images" / drawn[name], args.max_draw)
+    if not results:
+        raise InferenceError(f"none of the {len(images)} inputs is a readable image")
+    path = write_triplets(out / "triplets.json", results, predictor.label_space.name)
+    n = sum(len(t) for _, t in results)
+    print(f"wrote {path} ({len(results)} images, {n} triplets)")
+    if not args.no_draw:
+        print(f"wrote {len(results)} annotated images under {out / 'images'}")
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
+        for p, reason in skipped:
+            print(f"  {p}: {reason}", file=sys.stderr)
+    return 0

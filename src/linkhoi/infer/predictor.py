@@ -1,0 +1,323 @@
+"""`Predictor`: a LINK checkpoint + a detection source -> HOI triplets for any image.
+
+Images are loaded with `linkhoi.data.load_image` (EXIF orientation applied, grayscale, RGBA
+and 16-bit converted), detections filtered with `linkhoi.detections.filter_proposals`, and
+the model's scores turned into triplet dicts with `linkhoi.model.to_triplets`. Open
+vocabulary: `set_vocabulary(verbs=..., hois=...)` swaps the classifier rows for CLIP text
+embeddings of the user's prompts without retraining.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from linkhoi.data import load_image
+from linkhoi.detections import (
+    CallableDetector,
+    Detections,
+    DetectionSource,
+    FileDetections,
+    filter_proposals,
+)
+from linkhoi.labels import HOIClass, LabelError, LabelSpace
+from linkhoi.model import LinkModel, to_triplets, valid_class_table
+
+ImageInput = str | Path | Image.Image
+DetectionsArg = Detections | DetectionSource | Callable[..., Any] | list[Detections] | None
+
+
+class InferenceError(ValueError):
+    """Inference cannot run as asked; the message says what to change."""
+
+
+def open_vocabulary_space(
+    base: LabelSpace, verbs: Iterable[str] = (), hois: Iterable[tuple[str, str]] = ()
+) -> LabelSpace:
+    """A label space of user classes over `base`'s objects.
+
+    Each verb becomes an any-object class (valid for every detected object), each (verb,
+    object) pair a class valid for that object only; objects must be `base`'s (the detector
+    only produces those). Verbs keep the user's spelling.
+    """
+    verbs, hois = [v.strip() for v in verbs], [(v.strip(), o.strip()) for v, o in hois]
+    names = list(dict.fromkeys([*verbs, *(v for v, _ in hois)]))
+    if not names:
+        raise InferenceError("open vocabulary needs at least one verb or (verb, object) pair")
+    verb_id = {v: i + 1 for i, v in enumerate(names)}
+    classes = [HOIClass(i + 1, v, None, verb_id[v], None) for i, v in enumerate(verbs)]
+    for v, o in hois:
+        try:
+            pos = base.object_position(o)
+        except LabelError:
+            raise InferenceError(
+                f"HOI ({v!r}, {o!r}): object {o!r} is not one of the checkpoint's objects "
+                f"(label space {base.name!r}: {', '.join(base.objects[:12])}...)"
+            ) from None
+        name = base.objects[pos]
+        classes.append(HOIClass(len(classes) + 1, v, name, verb_id[v], base.object_ids[pos]))
+    try:
+        return LabelSpace(
+            name=f"{base.name}+open",
+            human=base.human,
+            verbs=names,
+            verb_ids=[verb_id[v] for v in names],
+            objects=base.objects,
+            object_ids=base.object_ids,
+            hois=classes,
+            verb_ing={v: g for v, g in base.verb_ing.items() if v in verb_id},
+        )
+    except LabelError as err:  # e.g. the same (verb, object) twice
+        raise InferenceError(f"open vocabulary: {err}") from None
+
+
+class Predictor:
+    """HOI triplets of images from a `LinkModel`.
+
+    Args:
+        model: a LINK model (eval mode is set).
+        detector: default detection source when a call gives none.
+        device: default the model's device.
+    """
+
+    def __init__(
+        self,
+        model: LinkModel,
+        detector: DetectionsArg = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.device = torch.device(device) if device else model.text.device
+        self.model = model.to(self.device).eval()
+        self.base_label_space = model.label_space
+        self._base_text = model.text.detach().clone()
+        self.detector = detector
+        self.prompts: list[str] | None = None
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        clip_weights: str | Path | None = None,
+        device: str | torch.device | None = None,
+        verbs: list[str] | None = None,
+        hois: list[tuple[str, str]] | None = None,
+        detector: DetectionsArg = None,
+    ) -> Predictor:
+        """Load a linkhoi checkpoint (`linkhoi.model.checkpoint.load_model`); device cuda if
+        available else cpu. `verbs`/`hois` switch to an open vocabulary at once."""
+        from linkhoi.model.checkpoint import load_model
+
+        pred = cls(load_model(path, clip_weights=clip_weights, device=device), detector)
+        if verbs or hois:
+            pred.set_vocabulary(verbs, hois)
+        return pred
+
+    @property
+    def label_space(self) -> LabelSpace:
+        """The label space of the triplets (the checkpoint's, or the open vocabulary)."""
+        return self.model.label_space
+
+    def set_vocabulary(
+        self, verbs: list[str] | None = None, hois: list[tuple[str, str]] | None = None
+    ) -> list[str]:
+        """Replace the classifier rows by text embeddings of user classes; returns the prompts.
+
+        No verbs and no hois restores the checkpoint's classes. Needs the CLIP text tower,
+        which the loaded backbone always has (included, rebuilt, or from `clip_weights`).
+        """
+        from linkhoi.model.text import prompt_embeddings
+
+        model = self.model
+        if not verbs and not hois:
+            space, text, prompts = self.base_label_space, self._base_text, None
+        else:
+            space = open_vocabulary_space(self.base_label_space, verbs or [], hois or [])
+            verbs_in = [h.verb for h in space.hois if h.object is None]
+            hois_in = [(h.verb, h.object) for h in space.hois if h.object is not None]
+            prompts, text = prompt_embeddings(
+                model.backbone, verbs_in, hois_in, label_space=self.base_label_space
+            )
+        model.text = nn.Parameter(text.to(self.device, torch.float32), requires_grad=False)
+        model.valid_table = valid_class_table(space).to(self.device)
+        model.label_space = space
+        self.prompts = prompts
+        return prompts or []
+
+    # ----------------------------------------------------------------- detections
+    def _source(self, detections: DetectionsArg) -> Any:
+        detections = self.detector if detections is None else detections
+        if detections is None:
+            raise InferenceError(
+                "no detections: pass detections= a Detections, a DetectionSource (e.g. "
+                "TorchvisionDetector, FileDetections) or a function image -> (boxes, labels, "
+                "scores)"
+            )
+        if isinstance(detections, FileDetections):
+            check_file_label_space(detections.path, self.base_label_space)
+        if isinstance(detections, Detections | list | DetectionSource):
+            return detections
+        if callable(detections):
+            return CallableDetector(detections, self.base_label_space)
+        raise InferenceError(f"detections= of type {type(detections).__name__} is not usable")
+
+    def _detections_for(self, source: Any, index: int, name: str, image: Image.Image) -> Detections:
+        if isinstance(source, Detections):
+            dets = source
+        elif isinstance(source, list):
+            dets = source[index]
+        else:
+            if isinstance(source, FileDetections) and name not in source:
+                # A path given to the API: detection files key images by their base name.
+                base = Path(name).name
+                name = base if base in source else name
+            dets = source.detect(name, image)
+        if tuple(dets.image_size) != image.size:
+            raise InferenceError(
+                f"image {name!r}: detections are for a {dets.image_size[0]}x{dets.image_size[1]}"
+                f" image but the image (EXIF-rotated) is {image.size[0]}x{image.size[1]}"
+            )
+        return dets
+
+    # ----------------------------------------------------------------- prediction
+    @torch.no_grad()
+    def predict_batch(
+        self,
+        images: list[Image.Image],
+        detections: list[Detections],
+        top_k: int = 100,
+        threshold: float = 0.0,
+    ) -> list[list[dict[str, Any]]]:
+        """Triplets of B RGB images given their raw detections (filtered here), best first."""
+        model = self.model
+        kept = [
+            filter_proposals(d.to(self.device), model.human_label).to(self.device)
+            for d in detections
+        ]
+        # Pairs need a human and another box; images without any skip the model.
+        run = [
+            i
+            for i, d in enumerate(kept)
+            if len(d) >= 2 and bool((d.labels == model.human_label).any())
+        ]
+        results: list[list[dict[str, Any]]] = [[] for _ in images]
+        if not run:
+            return results
+        batch = torch.stack([model.preprocess(images[i]) for i in run]).to(self.device)
+        outputs = model(batch, [kept[i] for i in run])
+        for i, out in zip(run, outputs, strict=True):
+            results[i] = to_triplets(out, model.label_space, top_k=top_k, threshold=threshold)
+        return results
+
+    def __call__(
+        self,
+        images: ImageInput | list[ImageInput],
+        detections: DetectionsArg = None,
+        top_k: int = 100,
+        threshold: float = 0.0,
+        batch_size: int = 8,
+    ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Triplet dicts of one image, or a list of them for a list of images.
+
+        `detections`: a `Detections` (one image), a list of them (one per image), a
+        `DetectionSource`, or a function ``image -> (boxes, labels, scores)``; None uses the
+        predictor's default detector. A source is asked by the path as given (a
+        `FileDetections` without that key: by the base name). Boxes are in the (EXIF-rotated)
+        image's pixels.
+        """
+        single = not isinstance(images, list)
+        items = [images] if single else list(images)
+        if single and isinstance(detections, Detections):
+            detections = [detections]
+        source = self._source(detections)
+        if isinstance(source, list) and len(source) != len(items):
+            raise InferenceError(f"{len(items)} images but {len(source)} detection sets")
+        out: list[list[dict[str, Any]]] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            names, imgs = zip(*(_open(x) for x in chunk), strict=True)
+            dets = [
+                self._detections_for(source, start + j, n, im)
+                for j, (n, im) in enumerate(zip(names, imgs, strict=True))
+            ]
+            out.extend(self.predict_batch(list(imgs), dets, top_k, threshold))
+        return out[0] if single else out
+
+    def predict_many(
+        self,
+        paths: Iterable[str | Path | tuple[str | Path, str]],
+        detector: DetectionsArg = None,
+        batch_size: int = 8,
+        top_k: int = 100,
+        threshold: float = 0.0,
+        on_error: Callable[[Path, Exception], None] | None = None,
+    ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Yield (file_name, triplets) per image, `batch_size` images per forward pass.
+
+        `paths` items are paths (file_name = the path as given) or (path, file_name). An
+        unreadable image calls ``on_error(path, error)`` and is skipped; without `on_error`
+        the error is raised.
+        """
+        from linkhoi.data import ImageError
+
+        source = self._source(detector)
+        if isinstance(source, Detections | list):
+            raise InferenceError("predict_many needs a DetectionSource or a function")
+        pending: list[tuple[str, Image.Image, Detections]] = []
+        for item in paths:
+            path, name = item if isinstance(item, tuple) else (item, str(item))
+            try:
+                image = load_image(path)
+            except ImageError as err:
+                if on_error is None:
+                    raise
+                on_error(Path(path), err)
+                continue
+            pending.append((name, image, self._detections_for(source, 0, name, image)))
+            if len(pending) >= batch_size:
+                yield from self._flush(pending, top_k, threshold)
+                pending = []
+        if pending:
+            yield from self._flush(pending, top_k, threshold)
+
+    def _flush(
+        self, pending: list[tuple[str, Image.Image, Detections]], top_k: int, threshold: float
+    ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        names, imgs, dets = zip(*pending, strict=True)
+        results = self.predict_batch(list(imgs), list(dets), top_k, threshold)
+        yield from zip(names, results, strict=True)
+
+
+def _open(image: ImageInput) -> tuple[str, Image.Image]:
+    if isinstance(image, Image.Image):
+        from linkhoi.data.images import _to_rgb
+
+        return "<image>", _to_rgb(image)
+    return str(image), load_image(image)
+
+
+def check_file_label_space(path: str | Path, label_space: LabelSpace) -> None:
+    """Raise `InferenceError` when a detection file's header names another label space."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return  # FileDetections reports unreadable files itself
+    start = head.find('"label_space"')
+    if start < 0:
+        return
+    try:
+        value = json.JSONDecoder().raw_decode(head[head.index(":", start) + 1 :].lstrip())[0]
+    except (ValueError, json.JSONDecodeError):
+        return
+    if isinstance(value, str) and value != label_space.name:
+        raise InferenceError(
+            f"detection file {str(path)!r}: field 'label_space' is {value!r} but the checkpoint "
+            f"is for label space {label_space.name!r}; use detections and a checkpoint of the "
+            "same label space"
+        )

@@ -1,0 +1,96 @@
+"""Command-line inputs: IMAGES (files, folders, globs) and the detection source to use."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+from linkhoi.infer.predictor import InferenceError, check_file_label_space
+from linkhoi.labels import LabelSpace
+
+# Suffixes a folder is searched for; explicit files are tried whatever their suffix.
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+
+
+def expand_images(inputs: list[str]) -> list[tuple[Path, str]]:
+    """(path, file_name) of every image named by `inputs`, in a stable order.
+
+    A file keeps its base name; a folder gives its image files (recursively, sorted), named
+    by their path relative to the folder; a glob pattern gives its matches (base names).
+    Raises `InferenceError` for an input matching nothing or for two images with one name.
+    """
+    found: list[tuple[Path, str]] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            files = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            found += [(p, p.relative_to(path).as_posix()) for p in files]
+        elif path.is_file():
+            found.append((path, path.name))
+        elif glob.has_magic(text):
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
+            found += [(m, m.name) for m in matches if m.is_file()]
+            if not matches:
+                raise InferenceError(f"no file matches {text!r}")
+        else:
+            raise InferenceError(f"image {text!r}: no such file or folder")
+    seen: dict[str, Path] = {}
+    unique: list[tuple[Path, str]] = []
+    for path, name in found:
+        if name in seen:
+            if seen[name].resolve() == path.resolve():
+                continue  # the same file named twice
+            raise InferenceError(
+                f"two images share the file name {name!r} ({seen[name]} and {path}); give their "
+                "common folder instead so names stay distinct"
+            )
+        seen[name] = path
+        unique.append((path, name))
+    return unique
+
+
+def make_detector(
+    label_space: LabelSpace,
+    detector: str | None = None,
+    detector_weights: str | None = None,
+    detections: str | None = None,
+    device: str | None = None,
+    score_threshold: float = 0.05,
+    categories: str | None = None,
+) -> Any:
+    """The `DetectionSource` the command line asks for.
+
+    ``detector="torchvision:NAME"`` with ``detector_weights`` builds a `TorchvisionDetector`;
+    ``detections=FILE`` reads a detection file (its label space must be the checkpoint's;
+    COCO results also need ``categories``, the COCO-style file of image ids and categories).
+    """
+    if (detector is None) == (detections is None):
+        raise InferenceError(
+            "give exactly one box source: --detector torchvision:NAME --detector-weights FILE "
+            "(a torchvision COCO detector) or --detections FILE (boxes from any detector)"
+        )
+    if detections is not None:
+        from linkhoi.detections import FileDetections
+
+        check_file_label_space(detections, label_space)
+        return FileDetections(detections, label_space, categories=categories)
+    kind, _, name = detector.partition(":")  # type: ignore[union-attr]
+    if kind != "torchvision" or not name:
+        raise InferenceError(
+            f"--detector {detector!r}: write torchvision:NAME, e.g. "
+            "torchvision:fasterrcnn_resnet50_fpn_v2"
+        )
+    if not detector_weights:
+        raise InferenceError(
+            f"--detector {detector}: --detector-weights FILE is needed (nothing is downloaded)"
+        )
+    from linkhoi.detections.torchvision_detector import TorchvisionDetector
+
+    return TorchvisionDetector(
+        name, detector_weights, label_space, score_threshold=score_threshold, device=device
+    )

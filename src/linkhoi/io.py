@@ -1,0 +1,132 @@
+"""What every reader and writer of user files shares.
+
+- `InputError`: malformed input, its message naming the file, the image and the field
+  (`linkhoi.data.DatasetError` and `linkhoi.detections.DetectionError` are its subclasses);
+- `load_json`: parse a json file, every failure one `InputError` (or subclass) naming the file;
+- `atomic_open` / `atomic_write_text`: write beside the target, then rename over it;
+- `box_faults`: the box rules every reader checks (finite, ordered, inside the image);
+  `is_number`: a json number that is not a bool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """Malformed input. The message names the file, the image and the field."""
+
+    # How `load_json` words its failures; each subclass keeps the wording its users know.
+    invalid_json = "invalid or truncated JSON"  # followed by " at line L column C: reason"
+    invalid_json_field: str | None = "<json>"
+    wrap_read_errors = False  # True: OSError / bad bytes -> "cannot read: ..." (else re-raised)
+
+    def __init__(
+        self,
+        message: str,
+        file: str | Path | None = None,
+        image: str | int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.file = None if file is None else str(file)
+        self.image = image
+        self.field = field
+        self.reason = message
+        where = []
+        if file is not None:
+            where.append(f"file {str(file)!r}")
+        if image is not None:
+            where.append(f"image {image!r}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+def load_json(path: str | Path, error: type[InputError] = InputError) -> Any:
+    """Parse a json file (UTF-8, or UTF-16/32 as json detects it from the bytes).
+
+    A missing, truncated or malformed file raises one `error` naming the file.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise error("file not found", path) from None
+    except json.JSONDecodeError as err:
+        raise error(
+            f"{error.invalid_json} at line {err.lineno} column {err.colno}: {err.msg}",
+            path,
+            field=error.invalid_json_field,
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        if error.wrap_read_errors:
+            raise error(f"cannot read: {err}", path) from None
+        if isinstance(err, UnicodeDecodeError):
+            raise error(f"not UTF-8 text ({err.reason})", path) from None
+        raise
+
+
+@contextmanager
+def atomic_open(path: str | Path) -> Iterator[TextIO]:
+    """A UTF-8 text file that replaces ``path`` only once the block ends without error.
+
+    It is written in the same folder (created if needed) under a temporary name, then
+    renamed over ``path``; on any error the temporary file is removed and ``path`` untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text to a temporary file in the same folder, then rename it over ``path``."""
+    with atomic_open(path) as fh:
+        fh.write(text)
+
+
+def is_number(value: Any) -> bool:
+    """A json number: an int or a float, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def image_sizes(sizes: Any, n: int) -> np.ndarray:
+    """(n, 2) float64 (width, height) from one size (2,) or one per box (n, 2)."""
+    return np.broadcast_to(np.asarray(sizes, dtype=np.float64).reshape(-1, 2), (n, 2))
+
+
+def box_faults(boxes: Any, sizes: Any = None, tolerance: float = 1.0) -> dict[str, np.ndarray]:
+    """The (N,) bool mask of the boxes breaking each rule, in the order the rules are checked.
+
+    boxes: (N, 4) [x1, y1, x2, y2]. Rules: ``not_finite`` (a NaN or infinite coordinate),
+    ``inverted`` (x2 < x1 or y2 < y1) and, when ``sizes`` is given ((2,) or (N, 2) width,
+    height; 0 = unknown, never outside), ``outside`` (beyond the image by more than
+    ``tolerance`` pixels, whatever the box convention).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    faults = {
+        "not_finite": ~np.isfinite(boxes).all(axis=1),
+        "inverted": (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]),
+    }
+    if sizes is not None:
+        wh = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)  # (1, 2) broadcasts to all
+        known = (wh > 0).all(axis=1)
+        out = (boxes[:, :2] < -tolerance).any(axis=1) | (boxes[:, 2] > wh[:, 0] + tolerance)
+        out |= boxes[:, 3] > wh[:, 1] + tolerance
+        faults["outside"] = known & out
+    return faults

@@ -1,0 +1,244 @@
+"""Training data for the trainer: samples, detection sources, proposals, augmentation, batches.
+
+``TrainData(config, label_space, class_mask, models, dist)`` reads the training (and
+validation) samples, removes the zero-shot pairs, picks the detection source and groups the
+models by backbone. Per batch, ``prepare(items, epoch)`` returns the filtered (and augmented)
+detections, the ground-truth tensors and every model's backbone features, each backbone run
+once (or read from the feature cache). The data order of epoch e is fixed by (seed, e)
+(``epoch_batches``) and augmentation by (seed, e, image index), so resuming is exact.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import ImageOps
+from torch import nn
+from torch.utils.data import Dataset, DistributedSampler
+
+from linkhoi.train.config import ConfigError, TrainConfig
+from linkhoi.train.distributed import DistInfo
+from linkhoi.train.feature_cache import FeatureCache, cached_features, default_cache_dir
+from linkhoi.train.losses import gt_pair_tensor, remove_unseen
+
+
+class IndexedDataset(Dataset):
+    """(index, PIL image, Sample, image path): augmentation is seeded by the index, the
+    feature cache keyed by the path."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, sample = self.dataset[index]
+        return index, image, sample, self.dataset.image_path(index)
+
+
+def collate(items: list) -> list:
+    return items
+
+
+def augment(image, dets, gt_boxes: torch.Tensor, rng: random.Random, scales, flip_prob: float):
+    """Random scale + horizontal flip of the image, its detections and its GT boxes (N, 4)."""
+    s = rng.choice(list(scales)) if scales else 1.0
+    flip = rng.random() < flip_prob
+    w, h = image.size
+    if s != 1.0:
+        w, h = max(1, round(w * s)), max(1, round(h * s))
+        image = image.resize((w, h))
+
+    def move(boxes: torch.Tensor) -> torch.Tensor:
+        boxes = boxes * s
+        if flip:
+            boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
+        return boxes
+
+    if flip:
+        image = ImageOps.mirror(image)
+    dets = replace(dets, boxes=move(dets.boxes.float()), image_size=(w, h))
+    return image, dets, move(gt_boxes)
+
+
+def to_device(det, device: torch.device):
+    """``Detections`` with its tensors on ``device``."""
+    return replace(
+        det,
+        boxes=det.boxes.to(device),
+        labels=det.labels.to(device),
+        scores=det.scores.to(device),
+    )
+
+
+class TrainData:
+    """The training set of one run and the batches built from it.
+
+    Args:
+        config: the run's ``TrainConfig``.
+        label_space: the models' ``LabelSpace``.
+        class_mask: (K,) bool, False for zero-shot unseen classes (their pairs are removed), or
+            None.
+        models: the student first, then the teachers; grouped by backbone (weights sha256,
+            resolution) so each backbone runs once per batch.
+        dist: the process group (``distributed.setup``): its device gets the batches, its
+            rank / world size pick this process's share of every epoch.
+        amp: mixed precision for the backbone (CUDA).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        label_space,
+        class_mask: torch.Tensor | None,
+        models: list[nn.Module],
+        dist: DistInfo,
+        amp: bool = False,
+    ):
+        self.cfg, self.label_space, self.amp = config, label_space, amp
+        self.device, self.rank, self.world_size = dist.device, dist.rank, dist.world_size
+        self.num_models = len(models)
+        self._read(class_mask)
+        self.groups = self._backbone_groups(models)
+
+    # ------------------------------------------------------------------ set-up
+    def _read(self, class_mask: torch.Tensor | None) -> None:
+        from linkhoi.data import HOIDataset, read_dataset
+        from linkhoi.detections import FileDetections, GroundTruthDetections, filter_proposals
+
+        d = self.cfg.data
+        if not d.train:
+            raise ConfigError("data.train: no training annotations given")
+        samples = read_dataset(d.format, **{"label_space": self.label_space, **d.train})
+        if class_mask is not None:
+            unseen = (~class_mask).nonzero().flatten().tolist()
+            samples = remove_unseen(samples, unseen)
+        if not samples:
+            raise ConfigError(f"data.train {d.train}: no training images (after zero-shot removal)")
+        known = set(inspect.signature(filter_proposals).parameters) - {"dets", "human_label"}
+        unknown = sorted(set(d.proposals) - known)
+        if unknown:
+            raise ConfigError(f"data.proposals: unknown key(s) {unknown}; known: {sorted(known)}")
+        self.samples = samples
+        self.dataset = IndexedDataset(HOIDataset(samples, d.image_root or None))
+        self.detector = (
+            GroundTruthDetections(samples)
+            if d.detections == "gt"
+            else FileDetections(d.detections, self.label_space)
+        )
+        self.human = self.label_space.object_position(self.label_space.human)
+        if d.val and d.format not in ("hico_det", "generic"):
+            raise ConfigError(
+                f"data.val: per-epoch evaluation uses the HICO-DET protocol; format {d.format!r} "
+                "is evaluated after training with `linkhoi eval`"
+            )
+        self.val_samples = (
+            read_dataset(d.format, **{"label_space": self.label_space, **d.val}) if d.val else None
+        )
+
+    def _backbone_groups(self, models: list[nn.Module]) -> list[dict[str, Any]]:
+        """Models grouped by (backbone sha256, resolution): one backbone forward per group."""
+        runtime = self.cfg.runtime
+        use_cache = runtime.feature_cache and not self.cfg.data.augment
+        root = Path(runtime.cache_dir) / "features" if runtime.cache_dir else None
+        groups: dict[tuple[str, int], dict[str, Any]] = {}
+        for i, model in enumerate(models):
+            bb = model.backbone
+            key = (bb.sha256, int(bb.image_size))
+            if key not in groups:
+                cache = FeatureCache(root or default_cache_dir(), *key) if use_cache else None
+                groups[key] = {"backbone": bb, "cache": cache, "members": []}
+            groups[key]["members"].append(i)
+        return list(groups.values())
+
+    # ------------------------------------------------------------------ batches
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This process's micro-batches (dataset indices) of ``epoch``, fixed by (seed, epoch)."""
+        sampler = DistributedSampler(
+            self.dataset,
+            num_replicas=self.world_size,
+            rank=self.rank,
+            shuffle=True,
+            seed=self.cfg.runtime.seed,
+        )
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        bs = self.cfg.optim.batch_size
+        return [order[i : i + bs] for i in range(0, len(order), bs)]
+
+    def prepare(self, items: list, epoch: int) -> dict[str, Any]:
+        """Detections (filtered), GT tensors and per-model backbone features of one batch."""
+        from linkhoi.detections import filter_proposals
+
+        d = self.cfg.data
+        images, dets, gt_boxes, gt_pairs, paths, unannotated = [], [], [], [], [], []
+        for index, image, sample, path in items:
+            det = filter_proposals(
+                self.detector.detect(sample.file_name, image), self.human, **d.proposals
+            )
+            boxes = torch.as_tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4)
+            if d.augment:
+                rng = random.Random(f"{self.cfg.runtime.seed}-{epoch}-{index}")
+                image, det, boxes = augment(image, det, boxes, rng, d.scales, d.flip_prob)
+            images.append(image)
+            dets.append(to_device(det, self.device))
+            gt_boxes.append(boxes.to(self.device))
+            gt_pairs.append(gt_pair_tensor(sample.pairs, self.device))
+            unannotated.append(torch.as_tensor(sample.unannotated, dtype=torch.bool).reshape(-1))
+            paths.append(None if d.augment else path)
+        features: list[Any] = [None] * self.num_models
+        for group in self.groups:
+            feats = self.features(group, images, paths)
+            for member in group["members"]:
+                features[member] = feats
+        return {
+            "dets": dets,
+            "gt_boxes": gt_boxes,
+            "gt_pairs": gt_pairs,
+            "unannotated": unannotated,
+            "features": features,
+        }
+
+    def features(self, group: dict[str, Any], images: list, paths: list):
+        """``(F, global)`` of ``images`` from the group's frozen backbone (or the cache)."""
+        backbone = group["backbone"]
+
+        def compute(indices: list[int]):
+            batch = torch.stack([backbone.preprocess(images[i]) for i in indices]).to(self.device)
+            with torch.no_grad(), torch.autocast("cuda", enabled=self.amp):
+                f, g = backbone(batch)
+            return f.float(), g.float()
+
+        return cached_features(group["cache"], paths, compute, self.device)
+
+    # ------------------------------------------------------------------ validation
+    def val_items(self):
+        """``(file name, filtered detections on the device, features)`` of this process's share
+        of ``data.val``, with the student's backbone (group 0)."""
+        from linkhoi.data import HOIDataset
+        from linkhoi.detections import FileDetections, GroundTruthDetections, filter_proposals
+
+        d = self.cfg.data
+        samples = self.val_samples
+        dataset = HOIDataset(samples, d.val_image_root or d.image_root or None)
+        source = (
+            GroundTruthDetections(samples)
+            if d.val_detections == "gt"
+            else FileDetections(d.val_detections, self.label_space)
+        )
+        for i in range(self.rank, len(samples), self.world_size):
+            image, sample = dataset[i]
+            det = filter_proposals(
+                source.detect(sample.file_name, image), self.human, **d.proposals
+            )
+            feats = self.features(self.groups[0], [image], [dataset.image_path(i)])
+            yield sample.file_name, to_device(det, self.device), feats
+
+    def num_val_items(self) -> int:
+        return len(range(self.rank, len(self.val_samples or []), self.world_size))
