@@ -78,7 +78,7 @@ def write_hico_official(
             if os.path.exists(tmp):
                 os.unlink(tmp)
         written.append(path)
-    from linkhoi.eval.base import atomic_write_text
+    from linkhoi.io import atomic_write_text
 
     atomic_write_text(directory / "list_test.txt", "".join(f"{n}\n" for n in file_names))
     return written

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from linkhoi.eval.base import EvalResult, atomic_write_text
+from linkhoi.eval.base import EvalResult
+from linkhoi.io import atomic_write_text
 
 
 def _means(summary: Mapping[str, Any]) -> list[tuple[str, float]]:

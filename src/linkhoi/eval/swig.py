@@ -25,11 +25,11 @@ from linkhoi.eval.base import (
     EvalError,
     EvalResult,
     Evaluator,
-    atomic_write_text,
     check_one_key_per_image,
 )
 from linkhoi.eval.resolve import resolve_triplets
 from linkhoi.eval.triplets import TripletFileError
+from linkhoi.io import atomic_write_text
 
 IOU_THRESHOLD = 0.5
 MAX_PREDICTIONS = 19999  # the official loop reads range(min(len(idx), 19999))

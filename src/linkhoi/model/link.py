@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as nnf
 from PIL import Image
@@ -218,6 +219,11 @@ def _unique_names(label_space: LabelSpace) -> tuple[bool, ...]:
     return tuple(out)
 
 
+def _f32(value: np.float32) -> float:
+    """A float32 as the Python float of its shortest round-tripping decimal."""
+    return float(str(np.float32(value)))
+
+
 def to_triplets(
     output: dict[str, Any], label_space: LabelSpace, top_k: int = 100, threshold: float = 0.0
 ) -> list[dict[str, Any]]:
@@ -233,7 +239,9 @@ def to_triplets(
     valid = output["valid"] & (scores > threshold)
     if scores.numel() == 0 or not bool(valid.any()):
         return []
-    pairs, boxes = output["pairs"].cpu(), output["boxes"].detach().float().cpu()
+    pairs = output["pairs"].cpu()
+    # Shortest decimals that round-trip the float32 values: 241.9, not 241.89999389648438.
+    boxes = [[_f32(v) for v in row] for row in output["boxes"].detach().float().cpu().numpy()]
     labels = output["object_labels"].cpu()
     flat = torch.where(valid, scores, torch.full_like(scores, -1.0)).flatten().cpu()
     order = torch.argsort(flat, descending=True, stable=True)
@@ -256,14 +264,14 @@ def to_triplets(
         obj_pos = int(labels[o])
         obj_name = hoi.object if hoi.object is not None else label_space.objects[obj_pos]
         item: dict[str, Any] = {
-            "human_box": boxes[h].tolist(),
-            "object_box": None if agent_only else boxes[o].tolist(),
+            "human_box": boxes[h],
+            "object_box": None if agent_only else boxes[o],
             "verb": hoi.verb,
             "object": None if agent_only else obj_name,
             "hoi_id": int(hoi.id),
             "verb_id": int(hoi.verb_id),
             "object_id": None if agent_only else int(label_space.object_ids[obj_pos]),
-            "score": float(flat[idx]),
+            "score": _f32(flat[idx].numpy()),
         }
         if has_roles:
             item["role"] = hoi.role
