@@ -23,7 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="linkhoi", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="linkhoi",
+        description="LINK human-object interaction detection: train, detect, evaluate.",
+        epilog="Run `linkhoi COMMAND --help` for a command's options.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
