@@ -78,13 +78,14 @@ def test_pixel_iou_plus_one() -> None:
     assert pixel_iou(a, b)[3] == pytest.approx(1 / 199)
 
 
-def test_hand_computed_ap_with_duplicate_and_fp() -> None:
-    # GT: img0 pairs P0 (H, O), P1 (H2, O2); img1 pair P2 (H, O). npos = 3.
-    # Ranked: .9 img0 = P0 -> TP; .8 img1 far -> FP; .7 img1 = P2 -> TP;
-    #         .6 img0 = P0 again -> FP (duplicate); .5 img0 = P1 -> TP.
-    # rec 1/3 1/3 2/3 2/3 1, prec 1 .5 2/3 .5 .6
-    # 11-pt: t=0,.1,.2,.3 -> 1 (4 terms); t=.4,.5,.6 -> 2/3 (3); t=.7..1 -> .6 (4)
-    # AP = (4 + 2 + 2.4) / 11 = 8.4 / 11
+def hand_case() -> tuple[list, dict]:
+    """GT: img a pairs P0 (H, O), P1 (H2, O2); img b pair P2 (H, O). npos = 3.
+
+    Ranked: .9 a = P0 -> TP; .8 b far -> FP; .7 b = P2 -> TP; .6 a = P0 again -> FP
+    (duplicate); .5 a = P1 -> TP. rec 1/3 1/3 2/3 2/3 1, prec 1 .5 2/3 .5 .6.
+    11-pt: t=0,.1,.2,.3 -> 1 (4 terms); t=.4,.5,.6 -> 2/3 (3); t=.7..1 -> .6 (4);
+    AP = (4 + 2 + 2.4) / 11 = 8.4 / 11.
+    """
     gt = [
         sample("a.jpg", [(H, O, RIDE_BIKE), (H2, O2, RIDE_BIKE)]),
         sample("b.jpg", [(H, O, RIDE_BIKE)]),
@@ -97,6 +98,11 @@ def test_hand_computed_ap_with_duplicate_and_fp() -> None:
         ],
         "b.jpg": [det(FAR, FAR, RIDE_BIKE, 0.8), det(H, O, RIDE_BIKE, 0.7)],
     }
+    return gt, preds
+
+
+def test_hand_computed_ap_with_duplicate_and_fp() -> None:
+    gt, preds = hand_case()  # AP 8.4 / 11, worked out in its docstring
     ev = run(gt, preds)
     assert ap_of(ev, RIDE_BIKE) == pytest.approx(8.4 / 11, abs=1e-12)
     res = ev.evaluate()
@@ -373,20 +379,9 @@ def test_from_files_ppdm_json(tmp_path) -> None:
 def test_gather_across_ranks_equals_single_process(monkeypatch) -> None:
     import torch.distributed as dist
 
-    # same case as test_hand_computed_ap_with_duplicate_and_fp, split over two "ranks"
-    gt = [
-        sample("a.jpg", [(H, O, RIDE_BIKE), (H2, O2, RIDE_BIKE)]),
-        sample("b.jpg", [(H, O, RIDE_BIKE)]),
-    ]
-    preds = {
-        "a.jpg": [
-            det(H, O, RIDE_BIKE, 0.9),
-            det(H, O, RIDE_BIKE, 0.6),
-            det(H2, O2, RIDE_BIKE, 0.5),
-        ],
-        "b.jpg": [det(FAR, FAR, RIDE_BIKE, 0.8), det(H, O, RIDE_BIKE, 0.7)],
-        "zzz.jpg": [det(H, O, RIDE_BIKE, 0.1)],
-    }
+    # the hand-computed case split over two "ranks", plus an image outside the GT on rank 1
+    gt, preds = hand_case()
+    preds["zzz.jpg"] = [det(H, O, RIDE_BIKE, 0.1)]
     rank1 = run(gt, {"b.jpg": preds["b.jpg"], "zzz.jpg": preds["zzz.jpg"]})
     rank0 = run(gt, {"a.jpg": preds["a.jpg"]})
 
