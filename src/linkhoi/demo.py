@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from linkhoi.data.synthetic import WorldPaths, default_holdout, generate_world
+from linkhoi.io import atomic_write_text
 
 SPARSITY = 0.3  # fraction of positive training pairs left unannotated
 WORLD_VERSION = 1  # bump when the generator's output changes: cached worlds are regenerated
@@ -221,9 +222,7 @@ def _run(args: argparse.Namespace) -> int:
         rep.draw_predictions(world.images / name, triplets, out / "predictions" / name)
     _copy_data(world, out)
     times["evaluate"] = time.perf_counter() - t
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, out / "metrics.json")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     info = {**s, "seed": args.seed, "sparsity": SPARSITY, "holdout": ", ".join(f"{v} {o}" for v, o in default_holdout()),
             "clip_weights": str(clip), "clip_sha": clip_sha, "times": {k: round(v, 1) for k, v in times.items()},
             "total_time": time.perf_counter() - t_all, "num_classes": len(space.hois),

@@ -5,7 +5,6 @@ report.md. Everything reported is computed here, in the run."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from linkhoi.io import atomic_path, atomic_write_text
 
 METRIC_KEYS = ("full", "rare", "non_rare", "seen", "unseen")
 
@@ -130,10 +131,11 @@ def bar_chart(per_class: dict[str, dict[str, float]], label_space: Any, path: Pa
     ax.set_title("Synthetic world: per-class AP, teacher vs student")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def draw_predictions(
@@ -202,6 +204,4 @@ downloaded), so the model can only learn from box geometry and raw pixels.
 - `data/`: the test images, `test.json` and the two detection files, to try next, e.g.
   `linkhoi detect` with `student.pt` on `data/images`.
 """
-    tmp = out / "report.md.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out / "report.md")
+    atomic_write_text(out / "report.md", text)

@@ -3,7 +3,8 @@
 - `InputError`: malformed input, its message naming the file, the image and the field
   (`linkhoi.data.DatasetError` and `linkhoi.detections.DetectionError` are its subclasses);
 - `load_json`: parse a json file, every failure one `InputError` (or subclass) naming the file;
-- `atomic_open` / `atomic_write_text`: write beside the target, then rename over it;
+- `atomic_path` / `atomic_open` / `atomic_write_text`: write beside the target, then rename
+  over it;
 - `box_faults`: the box rules every reader checks (finite, ordered, inside the image);
   `is_number`: a json number that is not a bool.
 """
@@ -75,23 +76,44 @@ def load_json(path: str | Path, error: type[InputError] = InputError) -> Any:
         raise
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed over it once the block ends without error.
+
+    The file ``.{name}.XXXX{suffix}`` is created (empty, closed) in the same folder, created
+    if needed; keep ``suffix`` where a writer infers the format from it (``.png``, ``.mat``).
+    On any error it is removed and ``path`` left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 @contextmanager
 def atomic_open(path: str | Path) -> Iterator[TextIO]:
     """A UTF-8 text file that replaces ``path`` only once the block ends without error.
 
-    It is written in the same folder (created if needed) under a temporary name, then
-    renamed over ``path``; on any error the temporary file is removed and ``path`` untouched.
+    See `atomic_path`; the file is closed before the rename.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        yield fh
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -39,6 +39,7 @@ from linkhoi.data.synthetic_scene import (
     ray_hits,
     render,
 )
+from linkhoi.io import atomic_path, atomic_write_text
 
 __all__ = [
     "Scene",
@@ -165,15 +166,12 @@ def simulate_detections(scene: Scene, kind: str, rng: np.random.Generator) -> li
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, separators=(",", ":")))
 
 
 def _atomic_png(img: Image.Image, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    img.save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # format given: no image suffix on a leftover
+        img.save(tmp, format="PNG", compress_level=1)
 
 
 def _check_args(num_train: int, num_test: int, image_size: tuple[int, int] | None, sparsity: float,
@@ -224,9 +222,7 @@ def generate_world(
         custom = {**spec, "subsets": {**spec["subsets"], "unseen": ids,
                                       "seen": [h["id"] for h in spec["hois"] if h["id"] not in ids]}}  # fmt: skip
         label_space = "label_space.yaml"
-        tmp = root / "label_space.yaml.tmp"
-        tmp.write_text(yaml.safe_dump(custom, sort_keys=False), encoding="utf-8")
-        os.replace(tmp, root / label_space)
+        atomic_write_text(root / label_space, yaml.safe_dump(custom, sort_keys=False))
     forced = [(h["verb"], h["object"]) for h in spec["hois"] if h["verb"] != "no_interaction"]
     paths: dict[str, Any] = {}
     for split, n, code in (("train", num_train, 0), ("test", num_test, 1)):

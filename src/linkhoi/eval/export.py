@@ -10,13 +10,14 @@ adds 1). Our boxes use the 1-based GT convention, so we write ``box - 1`` (eval-
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
+
+from linkhoi.io import atomic_path, atomic_write_text
 
 
 def hico_official_cells(
@@ -69,16 +70,8 @@ def write_hico_official(
     written = []
     for idx in tqdm(sorted(cells), desc="export detections_XX.mat", unit="file", disable=None):
         path = directory / f"detections_{idx:02d}.mat"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".mat", dir=directory)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".mat") as tmp:  # savemat appends .mat to other names
             scipy.io.savemat(tmp, {"all_boxes": cells[idx]}, do_compression=True)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         written.append(path)
-    from linkhoi.io import atomic_write_text
-
     atomic_write_text(directory / "list_test.txt", "".join(f"{n}\n" for n in file_names))
     return written

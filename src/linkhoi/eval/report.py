@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from linkhoi.eval.base import EvalResult
-from linkhoi.io import atomic_write_text
+from linkhoi.io import atomic_path, atomic_write_text
 
 
 def _means(summary: Mapping[str, Any]) -> list[tuple[str, float]]:
@@ -90,14 +89,9 @@ def plot_per_class(
     ax.set_title(f"{result.benchmark}: per-class AP")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

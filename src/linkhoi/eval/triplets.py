@@ -19,12 +19,13 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import numpy as np
+
+from linkhoi.io import atomic_path
 
 FORMAT = "hoi-triplets"
 VERSION = 1
@@ -349,13 +350,10 @@ def write_triplets(
         The written path. Nothing is left behind when an image is invalid.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = {"format": FORMAT, "version": VERSION, "label_space": label_space}
     jsonl = _is_jsonl(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     seen: set[str] = set()
-    try:
+    with atomic_path(path) as tmp:
         gz = path.name.lower().endswith(".gz")
         with (
             gzip.open(tmp, "wt", encoding="utf-8") if gz else open(tmp, "w", encoding="utf-8")
@@ -379,9 +377,4 @@ def write_triplets(
                     fh.write(("\n" if i == 0 else ",\n") + rec)
             if not jsonl:
                 fh.write("\n]}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

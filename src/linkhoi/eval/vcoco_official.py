@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from linkhoi.io import atomic_path
 
 
 def write_official(
@@ -65,16 +66,8 @@ def write_official(
                 rows.append(row)
             row[name] = float(s) if k < n_a else [*o, float(s)]
     path = Path(directory) / "vcoco_detections.pkl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".vcoco_detections.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(rows, fh, protocol=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        pickle.dump(rows, fh, protocol=2)
     return path
 
 

@@ -9,12 +9,12 @@ first so the text keeps a readable size.
 from __future__ import annotations
 
 import colorsys
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
+
+from linkhoi.io import atomic_path
 
 MIN_SIDE = 512  # images with a shorter longest side are enlarged to it before drawing
 
@@ -122,12 +122,5 @@ def draw_triplets(
 
 
 def _save_atomic(img: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:  # PIL picks the format from it
         img.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

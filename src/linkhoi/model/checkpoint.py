@@ -8,13 +8,12 @@ checked by hash. A random backbone (tests, demo) rebuilds deterministically and 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from linkhoi.io import atomic_path
 from linkhoi.model.config import LinkConfig
 from linkhoi.model.link import LinkModel
 
@@ -59,15 +58,8 @@ def model_payload(model: LinkModel, include_backbone: bool | None = None) -> dic
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """``torch.save`` to a temporary file in the same folder, then rename (atomic)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

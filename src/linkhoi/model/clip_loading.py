@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import warnings
 import zipfile
@@ -28,6 +27,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
+
+from linkhoi.io import atomic_path
 
 # Tensors OpenAI's TorchScript state dicts carry that are not open_clip parameters.
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -316,14 +317,8 @@ def atomic_save_safetensors(
     state: dict[str, torch.Tensor], dst: str | Path, metadata: dict
 ) -> None:
     """Write ``state`` to ``dst`` through a temporary file in the same folder, then rename."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(dst) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def convert_openai_archive(src: str | Path, dst: str | Path) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from linkhoi.io import atomic_write_text
+
 if typing.TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
@@ -263,8 +265,4 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> None:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(cfg.to_yaml())
-    os.replace(tmp, path)
+    atomic_write_text(path, cfg.to_yaml())

@@ -16,6 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from linkhoi.io import atomic_path
+
 
 def default_cache_dir() -> Path:
     """$LINKHOI_CACHE/features, else ~/.cache/linkhoi/features."""
@@ -61,15 +63,12 @@ class FeatureCache:
 
     def put(self, image_path: str | os.PathLike[str], features: Tensor, global_: Tensor) -> None:
         """Store one image's ``(F (C, h, w), global (C,))``, atomically."""
-        file = self._file(image_path)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
         tensors = {
             "features": features.detach().to("cpu").contiguous(),
             "global": global_.detach().to("cpu").contiguous(),
         }
-        save_file(tensors, str(tmp))
-        os.replace(tmp, file)
+        with atomic_path(self._file(image_path)) as tmp:
+            save_file(tensors, str(tmp))
 
 
 def cached_features(

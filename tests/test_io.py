@@ -1,0 +1,49 @@
+"""linkhoi.io: atomic writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from linkhoi.io import atomic_open, atomic_path, atomic_write_text
+
+
+def test_atomic_path_renames_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "out.png"  # the folder is created
+    with atomic_path(target, suffix=".png") as tmp:
+        assert tmp.parent == target.parent and tmp.exists() and not target.exists()
+        assert tmp.name.startswith(".out.png.") and tmp.suffix == ".png"
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in target.parent.iterdir()] == ["out.png"]
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+def test_atomic_path_error_leaves_target(tmp_path: Path, error: type[BaseException]) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"\x00old\xff")
+    with pytest.raises(error), atomic_path(target) as tmp:
+        tmp.write_bytes(b"partial")
+        raise error("boom")
+    assert target.read_bytes() == b"\x00old\xff"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_atomic_open_and_write_text(tmp_path: Path) -> None:
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "héllo\n")
+    assert target.read_bytes() == "héllo\n".encode()
+    with pytest.raises(RuntimeError), atomic_open(target) as fh:
+        fh.write("half")
+        raise RuntimeError
+    assert target.read_text(encoding="utf-8") == "héllo\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_files_get_the_mode_a_plain_open_gives(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic_write_text(tmp_path / "atomic.txt", "x")
+    # mkstemp alone would leave 0600; the result must match an ordinary file under this umask
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
