@@ -76,11 +76,18 @@ def load_json(path: str | Path, error: type[InputError] = InputError) -> Any:
         raise
 
 
-def _umask() -> int:
-    """The process umask (reading it means setting it, so it is set straight back)."""
+def _plain_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the process umask.
+
+    Reading the umask means setting it, so this runs once at import rather than on every
+    write, where it would briefly change a process-wide setting under other threads.
+    """
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
+
+
+_PLAIN_FILE_MODE = _plain_file_mode()
 
 
 @contextmanager
@@ -99,7 +106,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     try:
         yield tmp
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, _PLAIN_FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
