@@ -1,10 +1,14 @@
 """Cost of the LINK head relative to its frozen CLIP backbone (ViT-B/16, random weights, 224).
 
 One image with 15 humans and 15 objects (15 x 29 = 435 pairs). Both parts are timed in the
-same run, alternately (median of ``--repeats`` after a warm-up), then parameter counts and peak memory are
-printed. The last line is exactly ``ratio=<head time / backbone time>`` (goal: <= 0.15 on CPU).
+same run, alternately (median of ``--repeats`` after a warm-up), then their multiply-accumulates
+(counted by ``torch.utils.flop_counter`` on the plain attention path, so that fused kernels are not
+missed), parameter counts and peak memory are printed. ``mac_ratio`` is the time ratio the head
+would reach if it ran as efficiently as the backbone. The last line is exactly
+``ratio=<head time / backbone time>`` (goal: <= 0.15 on CPU).
 
     python benchmarks/model_cost.py [--repeats 7] [--threads 1] [--backbone vit-b16]
+        [--set d_pair=256 --set ffn_ratio=2 ...]   # LinkConfig overrides, to compare sizes
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import sys
 import time
 
 import torch
+import yaml
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from linkhoi import labels
 from linkhoi.detections import Detections
@@ -44,6 +51,31 @@ def _interleaved_medians(fns, repeats: int) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
+def _macs(fn) -> int:
+    """Multiply-accumulates of one call. The fused CPU attention kernels (the fast path of
+    nn.MultiheadAttention that open_clip uses, flash SDPA) have no FLOP formula, so they are
+    switched to the plain path (same arithmetic, counted matmuls) while counting."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            fn()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return counter.get_total_flops() // 2
+
+
+def _overrides(items: list[str]) -> dict:
+    """``["d_pair=256", "ffn_ratio=2"]`` -> ``{"d_pair": 256, "ffn_ratio": 2}`` (YAML values)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def _detections(space, n_humans: int, n_objects: int, size=(640, 480)) -> Detections:
     g = torch.Generator().manual_seed(0)
     n = n_humans + n_objects
@@ -63,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-space", default="hico_det")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: default)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="LinkConfig override"
+    )
     args = parser.parse_args(argv)
+    config = LinkConfig(**{"backbone": args.backbone, **_overrides(args.set)})
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -72,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     backbone = ClipBackbone(clip_model, info)
     # Random unit text embeddings: the classifier's cost does not depend on their values.
     text = torch.nn.functional.normalize(torch.randn(len(space.hois), backbone.embed_dim), dim=-1)
-    model = LinkModel(LinkConfig(backbone=args.backbone), space, backbone, text).to(device).eval()
+    model = LinkModel(config, space, backbone, text).to(device).eval()
     image = torch.randn(1, 3, backbone.image_size, backbone.image_size, device=device)
     dets = [_detections(space, 15, 15).to(device)]
 
@@ -82,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         t_backbone, t_head = _interleaved_medians(
             [lambda: backbone(image), lambda: model(None, dets, features=feats)], args.repeats
         )
+        macs_backbone = _macs(lambda: backbone(image))
+        macs_head = _macs(lambda: model(None, dets, features=feats))
 
     frozen = sum(p.numel() for p in model.backbone.clip.visual.parameters())
     text_tower = sum(p.numel() for p in model.backbone.parameters()) - frozen
@@ -90,8 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"backbone={args.backbone} image={backbone.image_size} grid={backbone.grid} "
           f"device={device} threads={torch.get_num_threads()} repeats={args.repeats}")  # fmt: skip
     print(f"detections=15 humans + 15 objects, pairs={n_pairs}, classes={len(space.hois)}")
+    if args.set:
+        print("overrides: " + " ".join(args.set))
     print(f"backbone_time_ms={t_backbone * 1e3:.1f}")
     print(f"head_time_ms={t_head * 1e3:.1f}")
+    print(f"backbone_gmac={macs_backbone / 1e9:.3f} head_gmac={macs_head / 1e9:.3f}")
+    print(f"mac_ratio={macs_head / macs_backbone:.4f}")
     print(f"params_frozen_vision={frozen} params_frozen_text_tower={text_tower}")
     print(f"params_trainable={trainable}")
     if device.type == "cuda":

@@ -132,6 +132,17 @@ def test_prior_fused_logit_identity(model, space):
     assert torch.equal(out["layer_logits"][-1], out["fused_logits"])
 
 
+def test_auxiliary_layer_logits_only_when_asked(model, space):
+    dets = [make_dets(space, 2, ["ball", "cup"])]
+    last_only = model(images(1), dets)[0]  # eval mode: the earlier layers are not classified
+    every = model(images(1), dets, aux_logits=True)[0]
+    assert len(last_only["layer_logits"]) == 1
+    assert len(every["layer_logits"]) == model.config.decoder_layers >= 2
+    assert torch.equal(every["layer_logits"][-1], last_only["fused_logits"])
+    assert not torch.equal(every["layer_logits"][0], every["layer_logits"][-1])
+    assert torch.equal(every["scores"], last_only["scores"])
+
+
 def test_permutation_equivariance(model, space):
     dets = make_dets(space, 3, ["ball", "cup", "horse", "person"], seed=5)
     perm = torch.tensor([4, 0, 6, 2, 5, 1, 3])

@@ -89,6 +89,7 @@ class LinkModel(nn.Module):
         detections: list[Any],
         targets: Any = None,
         features: tuple[Tensor, Tensor] | Tensor | None = None,
+        aux_logits: bool | None = None,
     ) -> list[dict[str, Any]]:
         """Score every pair of every image.
 
@@ -98,6 +99,8 @@ class LinkModel(nn.Module):
             targets: ignored; losses are computed from the outputs by ``linkhoi.train``.
             features: precomputed backbone output ``(F (B, C, h, w), global (B, C))`` (or F
                 alone), used instead of running the backbone.
+            aux_logits: classify every decoder layer (for auxiliary losses), not only the last;
+                default: in training mode only (inference skips P x K products it never uses).
         Returns:
             B dicts as docs/internals.md lists: ``pairs`` (P, 2), ``boxes`` (N, 4),
             ``object_labels`` (N,), ``det_scores`` (N,), ``logits`` O (P, K), ``fused_logits``
@@ -105,7 +108,8 @@ class LinkModel(nn.Module):
             where invalid), ``valid`` (P, K) bool, ``latent_map`` (d_latent, h, w) or None when
             the spatial branch is off, ``unary_queries`` per encoder layer (N, d),
             ``pair_queries`` per decoder layer (P, d_pair), ``layer_logits`` per decoder layer
-            (P, K) Ψ at λ_train (the last equals ``fused_logits``).
+            (P, K) Ψ at λ_train (the last equals ``fused_logits``; only that one unless
+            ``aux_logits``).
         """
         del targets
         if features is None:
@@ -150,6 +154,8 @@ class LinkModel(nn.Module):
         pair_layers = self.decoder(fmap, latent, pair_q, norm, pairs)
 
         # §4 Scores.
+        aux = self.training if aux_logits is None else aux_logits
+        classified = pair_layers if aux else pair_layers[-1:]
         outputs = []
         for b, det in enumerate(detections):
             p = pairs[b]
@@ -158,7 +164,7 @@ class LinkModel(nn.Module):
             prior_train = pair_prior.pow(self.config.prior_lambda_train).unsqueeze(1)
             prior_test = pair_prior.pow(self.config.prior_lambda_test).unsqueeze(1)
             valid = self.valid_table[labels[b][p[:, 1]]]
-            layer_logits = [self.classify(layer[b]) for layer in pair_layers]
+            layer_logits = [self.classify(layer[b]) for layer in classified]
             logits = layer_logits[-1]
             fused = [ops.prior_fused_logits(o, prior_train) for o in layer_logits]
             scores = torch.where(
