@@ -7,6 +7,7 @@ import hashlib
 import json
 import warnings
 
+import open_clip
 import pytest
 import torch
 from PIL import Image
@@ -31,55 +32,25 @@ def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """open_clip names -> transformers CLIPModel names, written key by key for the test."""
-    hf = {
-        "vision_model.embeddings.class_embedding": sd["visual.class_embedding"],
-        "vision_model.embeddings.patch_embedding.weight": sd["visual.conv1.weight"],
-        "vision_model.embeddings.position_embedding.weight": sd["visual.positional_embedding"],
-        "vision_model.embeddings.position_ids": torch.arange(17)[None],
-        "vision_model.pre_layrnorm.weight": sd["visual.ln_pre.weight"],
-        "vision_model.pre_layrnorm.bias": sd["visual.ln_pre.bias"],
-        "vision_model.post_layernorm.weight": sd["visual.ln_post.weight"],
-        "vision_model.post_layernorm.bias": sd["visual.ln_post.bias"],
-        "visual_projection.weight": sd["visual.proj"].t(),
-        "text_model.embeddings.token_embedding.weight": sd["token_embedding.weight"],
-        "text_model.embeddings.position_embedding.weight": sd["positional_embedding"],
-        "text_model.final_layer_norm.weight": sd["ln_final.weight"],
-        "text_model.final_layer_norm.bias": sd["ln_final.bias"],
-        "text_projection.weight": sd["text_projection"].t(),
-        "logit_scale": sd["logit_scale"],
-    }
-    for src, dst in (
-        ("visual.transformer", "vision_model.encoder"),
-        ("transformer", "text_model.encoder"),
-    ):
-        for i in range(2):
-            a, b = f"{src}.resblocks.{i}.", f"{dst}.layers.{i}."
-            for leaf in ("weight", "bias"):
-                q, k, v = sd[f"{a}attn.in_proj_{leaf}"].chunk(3, dim=0)
-                hf[f"{b}self_attn.q_proj.{leaf}"] = q
-                hf[f"{b}self_attn.k_proj.{leaf}"] = k
-                hf[f"{b}self_attn.v_proj.{leaf}"] = v
-                hf[f"{b}self_attn.out_proj.{leaf}"] = sd[f"{a}attn.out_proj.{leaf}"]
-                hf[f"{b}layer_norm1.{leaf}"] = sd[f"{a}ln_1.{leaf}"]
-                hf[f"{b}layer_norm2.{leaf}"] = sd[f"{a}ln_2.{leaf}"]
-                hf[f"{b}mlp.fc1.{leaf}"] = sd[f"{a}mlp.c_fc.{leaf}"]
-                hf[f"{b}mlp.fc2.{leaf}"] = sd[f"{a}mlp.c_proj.{leaf}"]
-    return {k: v.contiguous().clone() for k, v in hf.items()}
-
-
-_HF_CONFIG = {
-    "architectures": ["CLIPModel"],
-    "model_type": "clip",
-    "projection_dim": 64,
-    "vision_config": {"hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4,
-                      "num_hidden_layers": 2, "image_size": 64, "patch_size": 16,
-                      "hidden_act": "quick_gelu"},
-    "text_config": {"hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4,
-                    "num_hidden_layers": 2, "max_position_embeddings": 77, "vocab_size": 49408,
-                    "hidden_act": "quick_gelu"},
-}  # fmt: skip
+def _hf_directory(tmp_path):
+    """A randomly initialised transformers ``CLIPModel`` shaped like "tiny", saved by
+    ``save_pretrained`` (config.json + model.safetensors): the real Hugging Face format."""
+    transformers = pytest.importorskip("transformers")
+    layers = {"hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4,
+              "num_hidden_layers": 2, "hidden_act": "quick_gelu"}  # fmt: skip
+    config = transformers.CLIPConfig(
+        projection_dim=64,
+        vision_config={**layers, "image_size": 64, "patch_size": 16},
+        text_config={**layers, "max_position_embeddings": 77, "vocab_size": 49408},
+    )
+    torch.manual_seed(3)
+    model = transformers.CLIPModel(config).eval()
+    with torch.no_grad():  # perturb every tensor (LayerNorms start at 1/0) so swaps show
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path / "hf_clip"
+    model.save_pretrained(path)
+    return model, path
 
 
 def _write(fmt: str, sd: dict, tmp_path):
@@ -92,11 +63,6 @@ def _write(fmt: str, sd: dict, tmp_path):
     elif fmt == "open_clip_training_pt":  # {"state_dict": {"module.<key>": ...}, "epoch": ...}
         path = tmp_path / "epoch_1.pt"
         torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in sd.items()}}, path)
-    else:  # a Hugging Face CLIPModel directory
-        path = tmp_path / "hf_clip"
-        path.mkdir()
-        (path / "config.json").write_text(json.dumps(_HF_CONFIG))
-        save_file(_to_hf(sd), str(path / "model.safetensors"))
     return path
 
 
@@ -132,7 +98,7 @@ def test_random_init_is_seeded_and_leaves_global_rng_alone(tiny):
     assert all(torch.equal(sd1[k], sd2[k]) for k in sd1)
 
 
-@pytest.mark.parametrize("fmt", ["safetensors", "bin", "open_clip_training_pt", "hf"])
+@pytest.mark.parametrize("fmt", ["safetensors", "bin", "open_clip_training_pt"])
 def test_each_format_loads_to_identical_outputs(fmt, tiny, tmp_path):
     model, _, images, feats, glob = tiny
     path = _write(fmt, model.state_dict(), tmp_path)
@@ -141,9 +107,28 @@ def test_each_format_loads_to_identical_outputs(fmt, tiny, tmp_path):
     assert torch.equal(f2, feats) and torch.equal(g2, glob)
     tokens = torch.randint(0, 49408, (2, 77), generator=torch.Generator().manual_seed(2))
     assert torch.equal(loaded.encode_text(tokens), model.encode_text(tokens))
-    weights_file = path / "model.safetensors" if fmt == "hf" else path
-    assert info["sha256"] == _sha(weights_file)
-    assert info["format"] == ("hf" if fmt == "hf" else "open_clip")
+    assert info["sha256"] == _sha(path) and info["format"] == "open_clip"
+
+
+def test_hf_directory_matches_transformers_reference(tmp_path):
+    hf, path = _hf_directory(tmp_path)
+    loaded, info = load_clip("tiny", path, device="cpu")
+    assert info["format"] == "hf" and info["sha256"] == _sha(path / "model.safetensors")
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    tokens = open_clip.get_tokenizer("ViT-B-16")(["a photo of a person riding a horse", "a cup"])
+    feats, glob = ClipBackbone(loaded, info)(images)
+    with torch.no_grad():
+        vision = hf.vision_model(pixel_values=images).last_hidden_state
+        # F: the patch tokens after post_layernorm and the projection, as a (C, h, w) map.
+        ref_map = hf.visual_projection(hf.vision_model.post_layernorm(vision[:, 1:]))
+        ref_glob, ref_text = hf.get_image_features(images), hf.get_text_features(tokens)
+        text = loaded.encode_text(tokens)
+    # transformers 5 returns an output object whose pooler_output is the projected embedding.
+    ref_glob = getattr(ref_glob, "pooler_output", ref_glob)
+    ref_text = getattr(ref_text, "pooler_output", ref_text)
+    torch.testing.assert_close(feats, ref_map.transpose(1, 2).reshape(2, 64, 4, 4))
+    torch.testing.assert_close(glob, ref_glob)
+    torch.testing.assert_close(text, ref_text)
 
 
 _OPENAI_EXTRAS = {"input_resolution": 64, "context_length": 77, "vocab_size": 49408}
@@ -230,7 +215,7 @@ def test_bad_inputs_give_one_clear_error(tiny, tmp_path):
     del sd["visual.ln_post.bias"]
     with pytest.raises(ClipLoadError, match=r"missing field 'visual.ln_post.bias'"):
         load_clip("tiny", _write("bin", sd, tmp_path))
-    hf = _write("hf", model.state_dict(), tmp_path)
+    _, hf = _hf_directory(tmp_path)
     cfg = json.loads((hf / "config.json").read_text())
     cfg["vision_config"]["num_attention_heads"] = 8
     (hf / "config.json").write_text(json.dumps(cfg))
