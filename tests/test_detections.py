@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,11 @@ def test_file_round_trip(tmp_path: Path) -> None:
     # Writing plain records gives the same file content as writing Detections.
     write_detections(tmp_path / "again.json", raw["images"], HICO)
     assert json.loads((tmp_path / "again.json").read_text()) == raw
+    # Gzipped by name, read back the same.
+    gz = write_detections(tmp_path / "dets.json.gz", [("a.jpg", a), ("b.jpg", b)], HICO)
+    assert json.loads(gzip.decompress(gz.read_bytes())) == raw
+    back = FileDetections(gz, "hico_det").detect("a.jpg")
+    assert back.boxes.equal(a.boxes) and back.labels.equal(a.labels)
 
 
 def test_file_bare_list_and_sizes(tmp_path: Path) -> None:

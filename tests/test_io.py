@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 
 import pytest
 
-from linkhoi.io import atomic_open, atomic_path, atomic_write_text
+from linkhoi.io import InputError, atomic_open, atomic_path, atomic_write_text, load_json
 
 
 def test_atomic_path_renames_on_success(tmp_path: Path) -> None:
@@ -47,3 +49,28 @@ def test_atomic_files_get_the_mode_a_plain_open_gives(tmp_path: Path) -> None:
     atomic_write_text(tmp_path / "atomic.txt", "x")
     # mkstemp alone would leave 0600; the result must match an ordinary file under this umask
     assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+def test_gzip_json_written_and_read_by_name(tmp_path: Path) -> None:
+    data = {"images": [{"file_name": "a.jpg", "boxes": [[1, 2, 3, 4]]}], "note": "héllo"}
+    path = tmp_path / "d.json.GZ"  # the suffix decides, in any case
+    with atomic_open(path) as fh:
+        json.dump(data, fh)
+    assert path.read_bytes()[:2] == b"\x1f\x8b"  # gzip magic: really compressed
+    assert json.loads(gzip.decompress(path.read_bytes())) == data
+    assert load_json(path) == data
+    plain = tmp_path / "d.json"
+    plain.write_bytes(gzip.decompress(path.read_bytes()))
+    assert load_json(plain) == data
+
+
+def test_gzip_json_truncated_or_not_gzip_is_one_error(tmp_path: Path) -> None:
+    whole = gzip.compress(json.dumps({"images": list(range(1000))}).encode())
+    cut = tmp_path / "cut.json.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match=r"cut\.json\.gz.*not a complete gzip file"):
+        load_json(cut)
+    fake = tmp_path / "fake.json.gz"
+    fake.write_text('{"images": []}')  # plain json under a .gz name
+    with pytest.raises(InputError, match=r"fake\.json\.gz.*not a complete gzip file"):
+        load_json(fake)

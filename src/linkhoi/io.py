@@ -2,15 +2,17 @@
 
 - `InputError`: malformed input, its message naming the file, the image and the field
   (`linkhoi.data.DatasetError` and `linkhoi.detections.DetectionError` are its subclasses);
-- `load_json`: parse a json file, every failure one `InputError` (or subclass) naming the file;
+- `load_json`: parse a json file (gzipped when named ``*.gz``), every failure one `InputError`
+  (or subclass) naming the file;
 - `atomic_path` / `atomic_open` / `atomic_write_text`: write beside the target, then rename
-  over it;
+  over it (`atomic_open` gzips a ``*.gz`` target);
 - `box_faults`: the box rules every reader checks (finite, ordered, inside the image);
   `is_number`: a json number that is not a bool.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -51,17 +53,25 @@ class InputError(ValueError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 
+def is_gzip_name(path: str | Path) -> bool:
+    """Is ``path`` named as a gzip file (``*.gz``, any case)?"""
+    return Path(path).name.lower().endswith(".gz")
+
+
 def load_json(path: str | Path, error: type[InputError] = InputError) -> Any:
-    """Parse a json file (UTF-8, or UTF-16/32 as json detects it from the bytes).
+    """Parse a json file (UTF-8, or UTF-16/32 as json detects it from the bytes), gzipped when
+    its name ends in ``.gz``.
 
     A missing, truncated or malformed file raises one `error` naming the file.
     """
     path = Path(path)
     try:
-        with path.open("rb") as fh:
+        with (gzip.open if is_gzip_name(path) else open)(path, "rb") as fh:
             return json.load(fh)
     except FileNotFoundError:
         raise error("file not found", path) from None
+    except (EOFError, gzip.BadGzipFile) as err:  # before OSError: BadGzipFile is one
+        raise error(f"not a complete gzip file ({err})", path) from None
     except json.JSONDecodeError as err:
         raise error(
             f"{error.invalid_json} at line {err.lineno} column {err.colno}: {err.msg}",
@@ -115,11 +125,13 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
 
 @contextmanager
 def atomic_open(path: str | Path) -> Iterator[TextIO]:
-    """A UTF-8 text file that replaces ``path`` only once the block ends without error.
+    """A UTF-8 text file that replaces ``path`` only once the block ends without error; gzipped
+    when ``path`` ends in ``.gz``.
 
     See `atomic_path`; the file is closed before the rename.
     """
-    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+    opener = gzip.open if is_gzip_name(path) else open
+    with atomic_path(path) as tmp, opener(tmp, "wt", encoding="utf-8") as fh:
         yield fh
 
 

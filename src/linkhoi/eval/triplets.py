@@ -25,7 +25,7 @@ from typing import IO, Any, NoReturn
 
 import numpy as np
 
-from linkhoi.io import atomic_path
+from linkhoi.io import atomic_open, is_gzip_name
 
 FORMAT = "hoi-triplets"
 VERSION = 1
@@ -59,7 +59,7 @@ def _is_jsonl(path: Path) -> bool:
 
 
 def _open_text(path: Path) -> IO[str]:
-    if path.name.lower().endswith(".gz"):
+    if is_gzip_name(path):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
     return open(path, encoding="utf-8")
 
@@ -353,28 +353,24 @@ def write_triplets(
     header = {"format": FORMAT, "version": VERSION, "label_space": label_space}
     jsonl = _is_jsonl(path)
     seen: set[str] = set()
-    with atomic_path(path) as tmp:
-        gz = path.name.lower().endswith(".gz")
-        with (
-            gzip.open(tmp, "wt", encoding="utf-8") if gz else open(tmp, "w", encoding="utf-8")
-        ) as fh:
-            dump = json.JSONEncoder(default=_json_default, allow_nan=False).encode
+    with atomic_open(path) as fh:
+        dump = json.JSONEncoder(default=_json_default, allow_nan=False).encode
+        if jsonl:
+            fh.write(dump(header) + "\n")
+        else:
+            fh.write(dump(header)[:-1] + ', "images": [')
+        for i, (name, dets) in enumerate(images):
+            dets = list(dets)
+            if validate:
+                if name in seen:
+                    raise TripletFileError(f"{_where(path, name)}: duplicate file_name")
+                seen.add(name)
+                validate_detections(dets, path, name)
+            rec = dump({"file_name": name, "detections": dets})
             if jsonl:
-                fh.write(dump(header) + "\n")
+                fh.write(rec + "\n")
             else:
-                fh.write(dump(header)[:-1] + ', "images": [')
-            for i, (name, dets) in enumerate(images):
-                dets = list(dets)
-                if validate:
-                    if name in seen:
-                        raise TripletFileError(f"{_where(path, name)}: duplicate file_name")
-                    seen.add(name)
-                    validate_detections(dets, path, name)
-                rec = dump({"file_name": name, "detections": dets})
-                if jsonl:
-                    fh.write(rec + "\n")
-                else:
-                    fh.write(("\n" if i == 0 else ",\n") + rec)
-            if not jsonl:
-                fh.write("\n]}\n")
+                fh.write(("\n" if i == 0 else ",\n") + rec)
+        if not jsonl:
+            fh.write("\n]}\n")
     return path
