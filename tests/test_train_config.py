@@ -14,7 +14,6 @@ from linkhoi.train.checkpointing import rng_state, save_atomic, set_rng_state
 from linkhoi.train.config import ConfigError, TrainConfig, apply_overrides, load_config, save_config
 from linkhoi.train.feature_cache import FeatureCache, cached_features
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PACKAGED = Path(__file__).resolve().parents[1] / "src" / "linkhoi" / "configs"
 
 
@@ -65,7 +64,7 @@ def test_bad_file_names_file_and_key(tmp_path: Path) -> None:
 def test_packaged_configs_load() -> None:
     from linkhoi.model import LinkConfig
 
-    files = sorted([*CONFIGS.glob("*.yaml"), *PACKAGED.glob("*.yaml")])
+    files = sorted(PACKAGED.glob("*.yaml"))
     names = {f.stem for f in files}
     for want in (
         "hico_det_teacher",
@@ -96,7 +95,8 @@ def test_packaged_configs_by_bare_name(tmp_path: Path, monkeypatch: pytest.Monke
 
     from linkhoi.train.config import packaged_configs
 
-    assert {"synthetic_teacher", "synthetic_student"} <= set(packaged_configs())
+    assert set(packaged_configs()) == {f.stem for f in PACKAGED.glob("*.yaml")}
+    assert {"synthetic_teacher", "hico_det_teacher", "vcoco_student"} <= set(packaged_configs())
     # Read through importlib.resources: what a pip-installed linkhoi ships (package data).
     for name in ("synthetic_teacher", "synthetic_student"):
         text = (resources.files("linkhoi") / "configs" / f"{name}.yaml").read_text()
@@ -145,3 +145,23 @@ def test_rng_state_round_trip(tmp_path: Path) -> None:
     second = (random.random(), np.random.rand(), torch.rand(2))
     assert first[:2] == second[:2] and torch.equal(first[2], second[2])
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_train_cli_lists_and_shows_packaged_configs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from linkhoi.cli import main
+
+    assert main(["train", "--list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == sorted(f.stem for f in PACKAGED.glob("*.yaml"))
+    assert main(["train", "--show", "hico_det_teacher"]) == 0
+    shown = capsys.readouterr().out
+    assert shown == (PACKAGED / "hico_det_teacher.yaml").read_text()
+    copy = tmp_path / "mine.yaml"
+    copy.write_text(shown)  # what `--show NAME > mine.yaml` gives: loads like the packaged one
+    assert load_config(copy).to_dict() == load_config("hico_det_teacher").to_dict()
+    assert main(["train", "--show", "hico_det"]) == 2
+    assert "no packaged config of that name" in capsys.readouterr().err
+    assert main(["train"]) == 2
+    assert "give a CONFIG" in capsys.readouterr().err

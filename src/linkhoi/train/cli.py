@@ -1,9 +1,10 @@
-"""``linkhoi train CONFIG.yaml [key=value ...] [--teacher CKPT ...] [--resume] [--out DIR]``.
+"""``linkhoi train CONFIG [key=value ...] [--teacher CKPT ...] [--resume] [--out DIR]``.
 
-Stage 1 (teacher): ``linkhoi train configs/hico_det_teacher.yaml``. Stage 2 (student):
-``linkhoi train configs/hico_det_student.yaml --teacher runs/hico_det_teacher/last.pt``.
-Several GPUs: ``torchrun --nproc_per_node 4 -m linkhoi.cli train CONFIG.yaml``. CONFIG may be
-the bare name of a config packaged with linkhoi (``linkhoi train synthetic_teacher``).
+CONFIG is a YAML file or the name of a config packaged with linkhoi (``linkhoi train --list``;
+``linkhoi train --show NAME > my.yaml`` copies one to edit). Stage 1 (teacher):
+``linkhoi train hico_det_teacher``. Stage 2 (student):
+``linkhoi train hico_det_student --teacher runs/hico_det_teacher/last.pt``.
+Several GPUs: ``torchrun --nproc_per_node 4 -m linkhoi.cli train CONFIG``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config",
-        help="training config (YAML file), or the name of a packaged one "
-        "(synthetic_teacher, synthetic_student)",
+        nargs="?",
+        help="training config (YAML file), or the name of a packaged one (see --list)",
     )
     parser.add_argument(
         "overrides",
@@ -35,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from OUT/last.pt (same weights as no stop)"
     )
     parser.add_argument("--out", default=None, help="output folder (sets runtime.out_dir)")
+    parser.add_argument(
+        "--list", action="store_true", help="list the packaged configs and what each is for"
+    )
+    parser.add_argument(
+        "--show", metavar="NAME", help="print a packaged config (to copy and edit) and exit"
+    )
     # Let options sit between overrides (`CONFIG --resume a=1`): plain parse_args stops the
     # key=value list at the first option. The dispatcher calls parser.parse_args(rest).
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
@@ -51,6 +58,14 @@ def run(args: argparse.Namespace) -> int:
     from linkhoi.train.config import ConfigError, load_config
     from linkhoi.train.trainer import Trainer
 
+    if args.list or args.show:
+        return _list_or_show(args.show)
+    if not args.config:
+        print(
+            "linkhoi train: error: give a CONFIG (a YAML file or a name from --list)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         cfg = load_config(args.config, args.overrides)
         if args.teacher:
@@ -80,3 +95,21 @@ def run(args: argparse.Namespace) -> int:
             f"checkpoint {trainer.out_dir / 'last.pt'}"
         )
     return 130 if result["status"] == "interrupted" else 0
+
+
+def _list_or_show(name: str | None) -> int:
+    """``--list``: one line per packaged config (its name and the first line of its header
+    comment); ``--show NAME``: that config's text."""
+    from linkhoi.train.config import ConfigError, packaged_config_text, packaged_configs
+
+    if name is None:
+        for stem in packaged_configs():
+            first = packaged_config_text(stem).splitlines()[0]
+            print(f"{stem:26s} {first.partition(':')[2].strip() if first.startswith('#') else ''}")
+        return 0
+    try:
+        sys.stdout.write(packaged_config_text(name))
+    except ConfigError as exc:
+        print(f"linkhoi train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -237,6 +237,16 @@ def _packaged_config(name: str) -> Traversable | None:
     return resources.files("linkhoi") / "configs" / f"{stem}.yaml"
 
 
+def packaged_config_text(name: str) -> str:
+    """The YAML text of the packaged config ``name`` (``hico_det_teacher``); `ConfigError`
+    listing the names when there is none."""
+    packaged = _packaged_config(name)
+    if packaged is None:
+        names = ", ".join(packaged_configs()) or "none"
+        raise ConfigError(f"{name}: no packaged config of that name (packaged: {names})")
+    return packaged.read_text()
+
+
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config and apply ``key=value`` overrides (paths stay as written).
 
