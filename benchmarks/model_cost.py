@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print("overrides: " + " ".join(args.set))
     print(f"backbone_time_ms={t_backbone * 1e3:.1f}")
     print(f"head_time_ms={t_head * 1e3:.1f}")
-    print(f"backbone_gmac={macs_backbone / 1e9:.3f} head_gmac={macs_head / 1e9:.3f}")
+    print(f"backbone_gmac={macs_backbone / 1e9:.6f} head_gmac={macs_head / 1e9:.6f}")
     print(f"mac_ratio={macs_head / macs_backbone:.4f}")
     print(f"params_frozen_vision={frozen} params_frozen_text_tower={text_tower}")
     print(f"params_trainable={trainable}")

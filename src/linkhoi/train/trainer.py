@@ -360,7 +360,7 @@ class _StepModule(nn.Module):
     def forward(self, batch: dict[str, Any], class_mask: torch.Tensor | None):
         cfg = self.optim
         feats = batch["features"]
-        out = self.model(None, batch["dets"], features=feats[0])
+        out = self.model(None, batch["dets"], features=feats[0], aux_logits=cfg.aux_loss)
         targets = batch_targets(out, batch["gt_boxes"], batch["gt_pairs"], self.num_classes)
         ignore = None
         if any(u.any() for u in batch["unannotated"]):  # V-COCO: persons without labels
