@@ -149,7 +149,9 @@ def test_bad_inputs_give_one_clear_error(world: dict, tmp_path: Path, capsys) ->
         tmp_path / "hico.json", [{"file_name": "rgb.png", "detections": []}], "hico_det"
     )
     assert _run([*base, "--detections", str(other)]) == 2
-    assert "'hico_det' but the checkpoint is for label space 'synthetic'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "hico.json', field 'label_space': is 'hico_det'" in err
+    assert "read for label space 'synthetic'" in err
     assert _run([*base, "--detector", "torchvision:fcos_resnet50_fpn"]) == 2
     assert "--detector-weights" in capsys.readouterr().err
     assert (

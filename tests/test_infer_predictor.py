@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from linkhoi.detections import Detections, FileDetections
+from linkhoi.detections import DetectionError, Detections, FileDetections
 from linkhoi.infer import InferenceError, Predictor, open_vocabulary_space
 from linkhoi.labels import load
 from linkhoi.model import LinkConfig, create_model
@@ -151,7 +152,13 @@ def test_detection_file_of_another_label_space(predictor: Predictor, tmp_path: P
     path.write_text(
         json.dumps({"format": "linkhoi-detections", "label_space": "hico_det", "images": [rec]})
     )
+    with pytest.raises(DetectionError, match=r"dets\.json', field 'label_space': is 'hico_det'"):
+        FileDetections(path, "synthetic")  # the header is checked before the records
     with pytest.raises(
         InferenceError, match="'hico_det' but the checkpoint is for label space 'synthetic'"
     ):
-        predictor(_image(), FileDetections(path, "synthetic"))
+        predictor(_image(), FileDetections(path, "hico_det"))
+    gz = tmp_path / "dets.json.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    with pytest.raises(DetectionError, match="field 'label_space'"):
+        FileDetections(gz, "synthetic")

@@ -148,6 +148,14 @@ class FileDetections:
                 raise self._err(f"unknown format {fmt!r} (expected {FORMAT!r})", field="format")
             if data.get("version", 1) != 1:
                 raise self._err(f"unsupported version {data.get('version')!r}", field="version")
+            named = data.get("label_space")
+            if isinstance(named, str) and named != self.label_space.name:
+                # Checked before the records: their labels would fail one by one otherwise.
+                raise self._err(
+                    f"is {named!r} but the detections are read for label space "
+                    f"{self.label_space.name!r}; use detections of that label space",
+                    field="label_space",
+                )
             images = data.get("images")
         else:
             images, where = data, ""

@@ -9,7 +9,6 @@ embeddings of the user's prompts without retraining.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -158,8 +157,16 @@ class Predictor:
                 "TorchvisionDetector, FileDetections) or a function image -> (boxes, labels, "
                 "scores)"
             )
-        if isinstance(detections, FileDetections):
-            check_file_label_space(detections.path, self.base_label_space)
+        if (
+            isinstance(detections, FileDetections)
+            and detections.label_space.name != self.base_label_space.name
+        ):
+            raise InferenceError(
+                f"detection file {str(detections.path)!r} is read for label space "
+                f"{detections.label_space.name!r} but the checkpoint is for label space "
+                f"{self.base_label_space.name!r}; use detections and a checkpoint of the same "
+                "label space"
+            )
         if isinstance(detections, Detections | list | DetectionSource):
             return detections
         if callable(detections):
@@ -299,25 +306,3 @@ def _open(image: ImageInput) -> tuple[str, Image.Image]:
 
         return "<image>", _to_rgb(image)
     return str(image), load_image(image)
-
-
-def check_file_label_space(path: str | Path, label_space: LabelSpace) -> None:
-    """Raise `InferenceError` when a detection file's header names another label space."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return  # FileDetections reports unreadable files itself
-    start = head.find('"label_space"')
-    if start < 0:
-        return
-    try:
-        value = json.JSONDecoder().raw_decode(head[head.index(":", start) + 1 :].lstrip())[0]
-    except (ValueError, json.JSONDecodeError):
-        return
-    if isinstance(value, str) and value != label_space.name:
-        raise InferenceError(
-            f"detection file {str(path)!r}: field 'label_space' is {value!r} but the checkpoint "
-            f"is for label space {label_space.name!r}; use detections and a checkpoint of the "
-            "same label space"
-        )

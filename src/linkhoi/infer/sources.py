@@ -6,7 +6,7 @@ import glob
 from pathlib import Path
 from typing import Any
 
-from linkhoi.infer.predictor import InferenceError, check_file_label_space
+from linkhoi.infer.predictor import InferenceError
 from linkhoi.labels import LabelSpace
 
 # Suffixes a folder is searched for; explicit files are tried whatever their suffix.
@@ -77,7 +77,6 @@ def make_detector(
     if detections is not None:
         from linkhoi.detections import FileDetections
 
-        check_file_label_space(detections, label_space)
         return FileDetections(detections, label_space, categories=categories)
     kind, _, name = detector.partition(":")  # type: ignore[union-attr]
     if kind != "torchvision" or not name:
