@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_file(evaluator, args.predictions, args.benchmark)
     except (TripletFileError, EvalError, ValueError, OSError) as err:
         # DatasetError and LabelError are ValueErrors with a message naming file/image/field
-        print(f"error: {err}", file=sys.stderr)
+        print(f"linkhoi eval: error: {err}", file=sys.stderr)
         return 1
     out: Path = args.output
     result.to_json(out)
