@@ -14,7 +14,7 @@ from PIL import Image
 from linkhoi.detections import DetectionError, Detections, FileDetections
 from linkhoi.infer import InferenceError, Predictor, open_vocabulary_space
 from linkhoi.labels import load
-from linkhoi.model import LinkConfig, create_model
+from linkhoi.model import ConfigError, LinkConfig, create_model
 from linkhoi.model.checkpoint import model_payload, save_checkpoint
 
 SMALL = dict(backbone="tiny", d_model=32, d_pair=48, d_latent=32, num_heads=4, pe_dims=16)
@@ -71,6 +71,22 @@ def test_triplets_are_valid_pairs_of_the_detections(predictor: Predictor) -> Non
     cut = scores[len(scores) // 2]
     above = predictor(_image(), dets, top_k=7, threshold=cut)
     assert [t["score"] for t in above] == [s for s in scores if s > cut]
+
+
+def test_checkpoint_proposal_settings_and_top_k_apply(tmp_path: Path) -> None:
+    # Trained with at most 1 human kept and 5 triplets per image: inference does the same.
+    torch.manual_seed(0)
+    cfg = LinkConfig(**SMALL, proposals={"min_humans": 1, "max_humans": 1}, top_k=5)
+    model = create_model(cfg, "synthetic", device="cpu")
+    path = save_checkpoint(tmp_path / "p.pt", model_payload(model))
+    pred = Predictor.from_checkpoint(path, device="cpu")
+    assert pred.model.config.proposals == {"min_humans": 1, "max_humans": 1}
+    out = pred(_image(), _dets())
+    assert 0 < len(out) <= 5
+    assert {tuple(t["human_box"]) for t in out} == {(10.0, 10.0, 50.0, 90.0)}  # best human
+    assert len(pred(_image(), _dets(), top_k=50)) > 5  # an explicit top_k still wins
+    with pytest.raises(ConfigError, match=r"proposals: unknown key\(s\) \['max_human'\]"):
+        LinkConfig(proposals={"max_human": 2})
 
 
 def test_batch_list_callable_and_single_agree(predictor: Predictor) -> None:

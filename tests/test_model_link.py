@@ -322,3 +322,11 @@ def test_load_model_bad_files(model, tmp_path):
     wrong = {**payload, "model_config": {**payload["model_config"], "d_pair": 64}}
     with pytest.raises(CheckpointError, match="does not fit"):
         load_model(wrong, device="cpu")
+
+
+def test_num_heads_must_divide_the_backbone_width(space):
+    from linkhoi.model import ConfigError
+
+    cfg = LinkConfig(**{**SMALL, "d_model": 48, "d_pair": 48, "d_latent": 48, "num_heads": 3})
+    with pytest.raises(ConfigError, match=r"num_heads=3 does not divide the width C=64"):
+        create_model(cfg, space, device="cpu")  # the tiny CLIP's C is 64

@@ -77,6 +77,11 @@ def test_pair_spatial_code_hand_computed():
     # fmt: on
     expected = torch.tensor(f + [math.log(v + eps) for v in f], dtype=torch.float32)
     assert torch.allclose(code[0], expected, rtol=1e-5, atol=1e-6)
+    # A human box 1e-3 px wide: area ratio, aspect ratio and offsets would be ~1e4-1e6,
+    # past float16's range; capped, the code survives a half-precision cast.
+    thin = torch.tensor([[5.0, 0.0, 5.001, 20.0]])
+    code = ops.pair_spatial_code(thin, o, (100, 50))
+    assert code[0, :18].max() == 1e4 and torch.isfinite(code.half()).all()
 
 
 def test_enumerate_pairs():
@@ -110,6 +115,16 @@ def test_prior_fused_logits_identity_and_stability():
     o2 = torch.tensor([[3.0]], requires_grad=True)
     ops.prior_fused_logits(o2, torch.tensor([[1.0]])).sum().backward()
     assert torch.isclose(o2.grad, torch.tensor([[1.0]]))
+
+
+def test_prior_fused_logits_of_half_precision_logits():
+    # fp16 logits, as autocast gives on GPU: a tiny prior (1e-4 x 1e-4 detection scores) must
+    # not round to 0 (Ψ = -inf, NaN loss); the result is the float32 computation.
+    o = torch.tensor([[2.0, -1.0]])
+    prior = torch.tensor([[1e-8], [3e-8]])
+    half = ops.prior_fused_logits(o.half(), prior)
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    torch.testing.assert_close(half, ops.prior_fused_logits(o, prior))
 
 
 def test_config_round_trip_and_errors():

@@ -217,15 +217,37 @@ def test_distiller_adapters_for_different_widths_and_two_teachers() -> None:
     assert isinstance(dist.unary_adapter, torch.nn.Linear)
     assert dist.unary_adapter.weight.shape == (16, 8)
     assert dist.pair_adapter.weight.shape == (20, 12)
-    assert all(a.weight.shape == (6, 10, 1, 1) for a in dist.map_adapters)
+    assert not hasattr(dist, "map_adapters")  # the map target is resampled, never learned
     s_out = _outputs(8, 12, 6, 4, seed=3, requires_grad=True)
     t_outs = [_outputs(16, 20, 10, 7, seed=4), _outputs(16, 20, 10, 7, seed=5)]
     loss, stats = dist.loss(s_out, t_outs)
     loss.backward()
     assert torch.isfinite(loss) and dist.unary_adapter.weight.grad is not None
+    # Only the student's side learns: every distiller parameter is a student-side adapter.
+    assert {n.split(".")[0] for n, _ in dist.named_parameters()} == {
+        "unary_adapter",
+        "pair_adapter",
+    }
     # Averaged targets: two identical teachers give the same logit KD as one.
     one = Distiller(student, teachers[:1], DistillConfig(query=False, map=False))
     two = Distiller(student, teachers, DistillConfig(query=False, map=False))
     l1, _ = one.loss(s_out, t_outs[:1])
     l2, _ = two.loss(s_out, [t_outs[0], t_outs[0]])
     assert l1.item() == pytest.approx(l2.item(), rel=1e-6)
+
+
+def test_resample_map_space_and_channels() -> None:
+    from linkhoi.train.distill import resample_map
+
+    # Channel c of the teacher holds the value c everywhere: linear resampling of 10 channels
+    # onto 4 (ends kept) reads channels 0, 3, 6, 9.
+    t_map = torch.arange(10.0).view(1, 10, 1, 1).expand(2, 10, 6, 6)
+    out = resample_map(t_map, (2, 4, 3, 3))
+    assert out.shape == (2, 4, 3, 3)
+    torch.testing.assert_close(out[0, :, 1, 1], torch.tensor([0.0, 3.0, 6.0, 9.0]))
+    # Space is bilinear: a map constant along x keeps its per-row values' mean structure.
+    ramp = torch.linspace(0, 1, 4).view(1, 1, 4, 1).expand(1, 2, 4, 4)
+    space = resample_map(ramp, (1, 2, 2, 2))
+    assert torch.equal(space[0, 0], space[0, 1]) and space[0, 0, 0, 0] < space[0, 0, 1, 0]
+    same = torch.randn(1, 3, 5, 5)
+    assert torch.equal(resample_map(same, same.shape), same)  # nothing to do: untouched

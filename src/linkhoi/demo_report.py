@@ -34,16 +34,14 @@ def predict(
     (P, K) on the CPU; ``triplets`` is ``to_triplets(output)`` (top-K of the model config).
     """
     from linkhoi.data import load_image
-    from linkhoi.detections import filter_proposals
     from linkhoi.model.link import to_triplets
 
-    human = label_space.object_position(label_space.human)
     device = next(model.parameters()).device
     model.eval()
     out = []
     for s in tqdm(samples, desc=desc, unit="img", disable=not progress, leave=False):
         image = load_image(s.image_path)
-        det = filter_proposals(source.detect(s.file_name, image), human)
+        det = model.propose(source.detect(s.file_name, image))
         det.boxes, det.labels, det.scores = (
             t.to(device) for t in (det.boxes, det.labels, det.scores)
         )

@@ -31,7 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--categories", help="with COCO results: the COCO-style json mapping image ids to names"
     )
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--top-k", type=int, default=100, help="triplets kept per image")
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="triplets kept per image (default: the model's, 100)",
+    )
     parser.add_argument("--threshold", type=float, default=0.0, help="keep scores above this")
     parser.add_argument("--verbs", help='open vocabulary: "ride,feed" (any object)')
     parser.add_argument("--hois", help='open vocabulary: "ride horse; feed giraffe"')

@@ -1,8 +1,9 @@
 """`Predictor`: a LINK checkpoint + a detection source -> HOI triplets for any image.
 
 Images are loaded with `linkhoi.data.load_image` (EXIF orientation applied, grayscale, RGBA
-and 16-bit converted), detections filtered with `linkhoi.detections.filter_proposals`, and
-the model's scores turned into triplet dicts with `linkhoi.model.to_triplets`. Open
+and 16-bit converted), detections filtered as in training (`LinkModel.propose`: the proposal
+settings of the model's config), and the model's scores turned into triplet dicts with
+`linkhoi.model.to_triplets`. Open
 vocabulary: `set_vocabulary(verbs=..., hois=...)` swaps the classifier rows for CLIP text
 embeddings of the user's prompts without retraining.
 """
@@ -23,7 +24,6 @@ from linkhoi.detections import (
     Detections,
     DetectionSource,
     FileDetections,
-    filter_proposals,
 )
 from linkhoi.labels import HOIClass, LabelError, LabelSpace
 from linkhoi.model import LinkModel, to_triplets, valid_class_table
@@ -197,15 +197,13 @@ class Predictor:
         self,
         images: list[Image.Image],
         detections: list[Detections],
-        top_k: int = 100,
+        top_k: int | None = None,
         threshold: float = 0.0,
     ) -> list[list[dict[str, Any]]]:
         """Triplets of B RGB images given their raw detections (filtered here), best first."""
         model = self.model
-        kept = [
-            filter_proposals(d.to(self.device), model.human_label).to(self.device)
-            for d in detections
-        ]
+        top_k = model.config.top_k if top_k is None else top_k
+        kept = [model.propose(d.to(self.device)).to(self.device) for d in detections]
         # Pairs need a human and another box; images without any skip the model.
         run = [
             i
@@ -225,7 +223,7 @@ class Predictor:
         self,
         images: ImageInput | list[ImageInput],
         detections: DetectionsArg = None,
-        top_k: int = 100,
+        top_k: int | None = None,
         threshold: float = 0.0,
         batch_size: int = 8,
     ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
@@ -260,7 +258,7 @@ class Predictor:
         paths: Iterable[str | Path | tuple[str | Path, str]],
         detector: DetectionsArg = None,
         batch_size: int = 8,
-        top_k: int = 100,
+        top_k: int | None = None,
         threshold: float = 0.0,
         on_error: Callable[[Path, Exception], None] | None = None,
     ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
@@ -293,7 +291,10 @@ class Predictor:
             yield from self._flush(pending, top_k, threshold)
 
     def _flush(
-        self, pending: list[tuple[str, Image.Image, Detections]], top_k: int, threshold: float
+        self,
+        pending: list[tuple[str, Image.Image, Detections]],
+        top_k: int | None,
+        threshold: float,
     ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         names, imgs, dets = zip(*pending, strict=True)
         results = self.predict_batch(list(imgs), list(dets), top_k, threshold)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -22,6 +23,9 @@ class LinkConfig:
 
     backbone: str = "vit-b16"
     image_size: int | None = None
+    # Proposal filtering (§0): keyword arguments of `linkhoi.detections.filter_proposals` (its
+    # defaults are UPT's). Kept with the model so inference filters as training did.
+    proposals: dict[str, Any] = field(default_factory=dict)
     # Widths (§2, §3).
     d_model: int = 256  # unary query width d
     d_pair: int = 384  # pair query width
@@ -73,6 +77,16 @@ class LinkConfig:
         if len(self.spatial_hidden) != 2:
             raise ConfigError(
                 f"LinkConfig.spatial_hidden needs 2 widths, got {self.spatial_hidden}"
+            )
+        if not isinstance(self.proposals, dict):
+            raise ConfigError(f"LinkConfig.proposals must be a mapping, got {self.proposals!r}")
+        from linkhoi.detections.proposals import filter_proposals  # no import cycle at load
+
+        known = set(inspect.signature(filter_proposals).parameters) - {"dets", "human_label"}
+        unknown = sorted(set(self.proposals) - known)
+        if unknown:
+            raise ConfigError(
+                f"LinkConfig.proposals: unknown key(s) {unknown}; known: {sorted(known)}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"LinkConfig.dropout must be in [0, 1), got {self.dropout}")

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from linkhoi.labels import LabelError, LabelSpace
 from linkhoi.model import ops
-from linkhoi.model.config import LinkConfig
+from linkhoi.model.config import ConfigError, LinkConfig
 from linkhoi.model.decoder import LinkingDecoder
 from linkhoi.model.geometry import GeometryEncoder
 
@@ -55,6 +55,11 @@ class LinkModel(nn.Module):
                 f"text embeddings have shape {tuple(text_embeddings.shape)}, expected ({k}, {c}) "
                 f"for label space {label_space.name!r} and backbone {backbone.name!r}"
             )
+        if config.use_semantic_branch and c % config.num_heads:
+            raise ConfigError(
+                f"LinkConfig.num_heads={config.num_heads} does not divide the width C={c} of "
+                f"backbone {backbone.name!r} (the semantic branch attends over F with C channels)"
+            )
         self.config = config
         self.label_space = label_space
         self.human_label = label_space.human_position
@@ -71,6 +76,13 @@ class LinkModel(nn.Module):
     @property
     def image_size(self) -> int:
         return int(self.backbone.image_size)
+
+    def propose(self, detections: Any) -> Any:
+        """Proposal filtering (method.md §0) with ``config.proposals``, as in training:
+        raw ``Detections`` of one image -> the kept ones (humans first, by score)."""
+        from linkhoi.detections import filter_proposals
+
+        return filter_proposals(detections, self.human_label, **self.config.proposals)
 
     def preprocess(self, image: Image.Image) -> Tensor:
         """PIL image -> (3, R, R) CLIP-normalised tensor (the backbone's own transform)."""

@@ -84,7 +84,11 @@ def pairwise_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
 
 def pair_spatial_code(
-    h_boxes: Tensor, o_boxes: Tensor, image_size: tuple[int, int], eps: float = 1e-10
+    h_boxes: Tensor,
+    o_boxes: Tensor,
+    image_size: tuple[int, int],
+    eps: float = 1e-10,
+    max_ratio: float = 1e4,
 ) -> Tensor:
     """The 36-d UPT box-pair code (method.md §2.5), human box ``h`` and object box ``o``.
 
@@ -94,7 +98,9 @@ def pair_spatial_code(
     ``w_h h_h/(WH), w_o h_o/(WH)`` (areas), ``w_o h_o/(w_h h_h + eps)`` (area ratio),
     ``w_h/(h_h + eps), w_o/(h_o + eps)`` (aspect ratios), ``IoU(h, o)``, and the signed directional
     distances ``[cx_o > cx_h] dx, [cx_o < cx_h] dx, [cy_o > cy_h] dy, [cy_o < cy_h] dy``; then
-    ``log(f + eps)`` of all 18 is appended (36).
+    ``log(f + eps)`` of all 18 is appended (36). The ratios are capped at ``max_ratio``: a
+    degenerate (near-zero-width) box would otherwise give values past float16's 65504, which
+    turn into inf, then NaN, in the first Linear under mixed precision.
 
     Args: h_boxes, o_boxes (P, 4) pixels; image_size (W, H). Returns (P, 36).
     """
@@ -130,7 +136,8 @@ def pair_spatial_code(
         ],
         dim=1,
     )
-    return torch.cat([f, torch.log(f.clamp(min=0) + eps)], dim=1)
+    f = f.clamp(0.0, max_ratio)
+    return torch.cat([f, torch.log(f + eps)], dim=1)
 
 
 def enumerate_pairs(labels: Tensor, human_label: int) -> Tensor:
@@ -164,7 +171,9 @@ def prior_fused_logits(logits: Tensor, prior: Tensor) -> Tensor:
 
     ``Ψ = log P - log(e^(-O) + (1 - P)) = log P - logaddexp(-O, log1p(-P))``: no exponential of a
     large O is formed, and P = 1 gives exactly Ψ = O. P is clamped to [1e-8, 1].
-    Args: logits O (P, K); prior P broadcastable to it. Returns (P, K).
+    Computed in float32 whatever the logits' dtype: under fp16 autocast a prior below ~6e-8
+    would round to 0 and give Ψ = -inf (then NaN losses).
+    Args: logits O (P, K); prior P broadcastable to it. Returns (P, K) float32.
     """
-    p = prior.clamp(1e-8, 1.0).to(logits.dtype)
-    return torch.log(p) - torch.logaddexp(-logits, torch.log1p(-p))
+    p = prior.float().clamp(1e-8, 1.0)
+    return torch.log(p) - torch.logaddexp(-logits.float(), torch.log1p(-p))

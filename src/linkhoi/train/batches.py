@@ -10,7 +10,6 @@ once (or read from the feature cache). The data order of epoch e is fixed by (se
 
 from __future__ import annotations
 
-import inspect
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -104,13 +103,14 @@ class TrainData:
         self.cfg, self.label_space, self.amp = config, label_space, amp
         self.device, self.rank, self.world_size = dist.device, dist.rank, dist.world_size
         self.num_models = len(models)
+        self.student = models[0]  # its config's proposal settings filter every batch
         self._read(class_mask)
         self.groups = self._backbone_groups(models)
 
     # ------------------------------------------------------------------ set-up
     def _read(self, class_mask: torch.Tensor | None) -> None:
         from linkhoi.data import HOIDataset, read_dataset
-        from linkhoi.detections import FileDetections, GroundTruthDetections, filter_proposals
+        from linkhoi.detections import FileDetections, GroundTruthDetections
 
         d = self.cfg.data
         if not d.train:
@@ -121,10 +121,6 @@ class TrainData:
             samples = remove_unseen(samples, unseen)
         if not samples:
             raise ConfigError(f"data.train {d.train}: no training images (after zero-shot removal)")
-        known = set(inspect.signature(filter_proposals).parameters) - {"dets", "human_label"}
-        unknown = sorted(set(d.proposals) - known)
-        if unknown:
-            raise ConfigError(f"data.proposals: unknown key(s) {unknown}; known: {sorted(known)}")
         self.samples = samples
         self.dataset = IndexedDataset(HOIDataset(samples, d.image_root or None))
         self.detector = (
@@ -132,7 +128,6 @@ class TrainData:
             if d.detections == "gt"
             else FileDetections(d.detections, self.label_space)
         )
-        self.human = self.label_space.object_position(self.label_space.human)
         if d.val and d.format not in ("hico_det", "generic"):
             raise ConfigError(
                 f"data.val: per-epoch evaluation uses the HICO-DET protocol; format {d.format!r} "
@@ -174,14 +169,10 @@ class TrainData:
 
     def prepare(self, items: list, epoch: int) -> dict[str, Any]:
         """Detections (filtered), GT tensors and per-model backbone features of one batch."""
-        from linkhoi.detections import filter_proposals
-
         d = self.cfg.data
         images, dets, gt_boxes, gt_pairs, paths, unannotated = [], [], [], [], [], []
         for index, image, sample, path in items:
-            det = filter_proposals(
-                self.detector.detect(sample.file_name, image), self.human, **d.proposals
-            )
+            det = self.student.propose(self.detector.detect(sample.file_name, image))
             boxes = torch.as_tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4)
             if d.augment:
                 rng = random.Random(f"{self.cfg.runtime.seed}-{epoch}-{index}")
@@ -222,7 +213,7 @@ class TrainData:
         """``(file name, filtered detections on the device, features)`` of this process's share
         of ``data.val``, with the student's backbone (group 0)."""
         from linkhoi.data import HOIDataset
-        from linkhoi.detections import FileDetections, GroundTruthDetections, filter_proposals
+        from linkhoi.detections import FileDetections, GroundTruthDetections
 
         d = self.cfg.data
         samples = self.val_samples
@@ -234,9 +225,7 @@ class TrainData:
         )
         for i in range(self.rank, len(samples), self.world_size):
             image, sample = dataset[i]
-            det = filter_proposals(
-                source.detect(sample.file_name, image), self.human, **d.proposals
-            )
+            det = self.student.propose(source.detect(sample.file_name, image))
             feats = self.features(self.groups[0], [image], [dataset.image_path(i)])
             yield sample.file_name, to_device(det, self.device), feats
 

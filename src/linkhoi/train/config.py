@@ -43,7 +43,6 @@ class DataConfig:
     detections: str = "gt"  # "gt" (ground-truth boxes) or a detection file for training
     val_detections: str = "gt"
     zero_shot: str = ""  # label-space subset of unseen HOI classes (rf_uc, nf_uc, uo, uv, unseen)
-    proposals: dict[str, Any] = field(default_factory=dict)  # kwargs of `filter_proposals`
     augment: bool = False  # horizontal flip + scale of image and boxes (disables the cache)
     flip_prob: float = 0.5
     scales: list[float] = field(default_factory=lambda: [0.75, 0.875, 1.0, 1.125, 1.25])

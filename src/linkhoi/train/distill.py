@@ -8,8 +8,10 @@ the weighted sum of
 - logit KD: Bernoulli KL(σ(Ψ_t/τ) ‖ σ(Ψ_s/τ)) per valid class on every candidate pair;
 - query KD: KL of the channel softmax of teacher vs student unary (encoder) and pair (decoder)
   queries, averaged over layers; a linear adapter maps student widths to teacher widths;
-- map KD: KL of the channel softmax of the latent maps after a bilinear resize of the
-  teacher's map to the student's size and a 1x1 linear map of its channels.
+- map KD: KL of the channel softmax of the latent maps after resampling the teacher's map to the
+  student's shape: bilinear in space, linear interpolation along the channels (no parameters,
+  so the target stays the teacher's: a learned map there would also be trained to move the
+  target towards the student).
 
 Every KL is multiplied by τ² (Hinton et al.) so its gradient scale does not depend on τ.
 Several teachers: the target distributions are averaged.
@@ -38,6 +40,20 @@ def softmax_kl(teacher_prob: Tensor, student_logits: Tensor, tau: float, dim: in
     """KL(p_t ‖ softmax(x_s/τ)) summed over ``dim``."""
     log_s = F.log_softmax(student_logits / tau, dim=dim)
     return (torch.special.xlogy(teacher_prob, teacher_prob) - teacher_prob * log_s).sum(dim)
+
+
+def resample_map(t_map: Tensor, shape: Sequence[int]) -> Tensor:
+    """Teacher latent map (B, C_t, h_t, w_t) -> (B, C_s, h_s, w_s) of ``shape``: bilinear in
+    space, linear interpolation along the channel axis (channel ends kept, ``align_corners``)."""
+    _, c_s, h_s, w_s = shape
+    if t_map.shape[-2:] != (h_s, w_s):
+        t_map = F.interpolate(t_map, size=(h_s, w_s), mode="bilinear", align_corners=False)
+    if t_map.shape[1] != c_s:
+        b, c_t, h, w = t_map.shape
+        rows = t_map.permute(0, 2, 3, 1).reshape(b * h * w, 1, c_t)  # one channel row per cell
+        rows = F.interpolate(rows, size=c_s, mode="linear", align_corners=True)
+        t_map = rows.reshape(b, h, w, c_s).permute(0, 3, 1, 2)
+    return t_map
 
 
 def _width(model: nn.Module, name: str) -> int:
@@ -79,15 +95,6 @@ class Distiller(nn.Module):
             d_t = _width(teachers[0], "d_model")
             self.unary_adapter = adapter(_width(student, "d_model"), d_t)
             self.pair_adapter = adapter(_width(student, "d_pair"), _width(teachers[0], "d_pair"))
-        if config.map:
-            d_s = _width(student, "d_latent")
-            # Teacher-side channel maps (teacher map -> student shape), one per teacher.
-            self.map_adapters = nn.ModuleList(
-                nn.Identity()
-                if _width(t, "d_latent") == d_s
-                else nn.Conv2d(_width(t, "d_latent"), d_s, 1)
-                for t in teachers
-            )
 
     @torch.inference_mode()
     def teacher_outputs(
@@ -192,12 +199,8 @@ class Distiller(nn.Module):
             raise ConfigError("distill.map needs latent maps: the spatial branch is off")
         s_map = torch.stack([o["latent_map"] for o in student_out]).float()  # (B, d_s, h, w)
         probs = []
-        for t_out, adapter in zip(teacher_outs, self.map_adapters, strict=True):
-            t_map = torch.stack([o["latent_map"] for o in t_out]).float()
-            if t_map.shape[-2:] != s_map.shape[-2:]:
-                t_map = F.interpolate(
-                    t_map, size=s_map.shape[-2:], mode="bilinear", align_corners=False
-                )
-            probs.append(torch.softmax(adapter(t_map) / self.tau, dim=1))
+        for t_out in teacher_outs:
+            t_map = resample_map(torch.stack([o["latent_map"] for o in t_out]).float(), s_map.shape)
+            probs.append(torch.softmax(t_map / self.tau, dim=1))
         p_t = torch.stack(probs).mean(0)
         return softmax_kl(p_t, s_map, self.tau, dim=1).mean() * self.tau**2

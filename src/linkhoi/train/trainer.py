@@ -236,11 +236,15 @@ class Trainer:
             self.batch_in_epoch += 1
             pending += 1
             last = pending == acc or self.batch_in_epoch == len(batches)
+            # Groups start at multiples of acc (resume happens only at their ends); the epoch's
+            # last one may be shorter and its mean must divide by its own size.
+            start = (self.batch_in_epoch - 1) // acc * acc
+            group = min(acc, len(batches) - start)
             sync = self.ddp.no_sync() if (self.dist.enabled and not last) else nullcontext()
             with sync:
                 with torch.autocast("cuda", enabled=self.amp):
                     loss, stats = self.ddp(batch, self.class_mask)
-                self.scaler.scale(loss / acc).backward()
+                self.scaler.scale(loss / group).backward()
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
@@ -314,7 +318,7 @@ class Trainer:
         ):
             with torch.autocast("cuda", enabled=self.amp):
                 out = self.model(None, [det], features=feats)[0]
-            results.append((name, to_triplets(out, self.label_space)))
+            results.append((name, to_triplets(out, self.label_space, self.model.config.top_k)))
         self.model.train()
         gathered = distributed.gather_objects(results)
         if gathered is None:
