@@ -168,6 +168,10 @@ def test_cli_train_and_errors(world, tmp_path: Path, capsys) -> None:
     assert "unknown key 'optim.lrr'" in capsys.readouterr().err
     assert main(["train", str(config), "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["train", str(config), "--out", str(tmp_path / "z"), "data.scales=[1, 0]"]) == 2
+    assert "data.scales must be > 0" in capsys.readouterr().err
+    assert main(["train", str(config), "model.proposals={max_human: 2}"]) == 2
+    assert "proposals: unknown key(s) ['max_human']" in capsys.readouterr().err
 
 
 def test_feature_cache_skips_the_backbone_next_time(world, tmp_path: Path) -> None:
@@ -260,32 +264,6 @@ def test_per_epoch_evaluation_logged(world, tmp_path: Path) -> None:
     record = json.loads((tmp_path / "log.jsonl").read_text())
     assert record["eval"]["benchmark"] == "hico_det"
     assert 0.0 <= record["eval"]["map"]["full"] <= 1.0
-
-
-def test_augment_moves_image_detections_and_gt_together() -> None:
-    import random
-
-    from PIL import Image
-
-    from linkhoi.detections import Detections
-    from linkhoi.train.batches import augment
-
-    image = Image.new("RGB", (100, 50))
-    image.putpixel((0, 0), (255, 0, 0))
-    box = torch.tensor([[10.0, 5.0, 30.0, 25.0]])
-    dets = Detections(box.clone(), torch.tensor([1]), torch.tensor([0.9]), (100, 50))
-
-    class Always(random.Random):
-        def random(self) -> float:  # flip_prob 0.5 -> always flip
-            return 0.0
-
-    img2, dets2, gt2 = augment(image, dets, box.clone(), Always(0), scales=[2.0], flip_prob=0.5)
-    assert img2.size == (200, 100) and dets2.image_size == (200, 100)
-    expected = torch.tensor([[140.0, 10.0, 180.0, 50.0]])  # scaled x2, then x -> 200 - x
-    assert torch.equal(dets2.boxes, expected) and torch.equal(gt2, expected)
-    assert img2.getpixel((199, 0))[0] > 200  # the top-left red pixel is now top-right
-    same = augment(image, dets, box.clone(), random.Random(0), scales=[1.0], flip_prob=0.0)
-    assert same[0].size == (100, 50) and torch.equal(same[1].boxes, box)
 
 
 def test_training_from_a_detection_file_with_augmentation(world, tmp_path: Path) -> None:

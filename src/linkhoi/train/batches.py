@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import ImageOps
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
+from linkhoi.train.augment import augment
 from linkhoi.train.config import ConfigError, TrainConfig
 from linkhoi.train.distributed import DistInfo
 from linkhoi.train.feature_cache import FeatureCache, cached_features, default_cache_dir
@@ -43,27 +43,6 @@ class IndexedDataset(Dataset):
 
 def collate(items: list) -> list:
     return items
-
-
-def augment(image, dets, gt_boxes: torch.Tensor, rng: random.Random, scales, flip_prob: float):
-    """Random scale + horizontal flip of the image, its detections and its GT boxes (N, 4)."""
-    s = rng.choice(list(scales)) if scales else 1.0
-    flip = rng.random() < flip_prob
-    w, h = image.size
-    if s != 1.0:
-        w, h = max(1, round(w * s)), max(1, round(h * s))
-        image = image.resize((w, h))
-
-    def move(boxes: torch.Tensor) -> torch.Tensor:
-        boxes = boxes * s
-        if flip:
-            boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
-        return boxes
-
-    if flip:
-        image = ImageOps.mirror(image)
-    dets = replace(dets, boxes=move(dets.boxes.float()), image_size=(w, h))
-    return image, dets, move(gt_boxes)
 
 
 def to_device(det, device: torch.device):
@@ -115,6 +94,11 @@ class TrainData:
         d = self.cfg.data
         if not d.train:
             raise ConfigError("data.train: no training annotations given")
+        if any(not s > 0 for s in d.scales) or not 0.0 <= d.flip_prob <= 1.0:
+            raise ConfigError(
+                f"data.scales must be > 0 and data.flip_prob in [0, 1], got {d.scales} and "
+                f"{d.flip_prob}"
+            )
         samples = read_dataset(d.format, **{"label_space": self.label_space, **d.train})
         if class_mask is not None:
             unseen = (~class_mask).nonzero().flatten().tolist()

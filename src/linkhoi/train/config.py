@@ -43,8 +43,9 @@ class DataConfig:
     detections: str = "gt"  # "gt" (ground-truth boxes) or a detection file for training
     val_detections: str = "gt"
     zero_shot: str = ""  # label-space subset of unseen HOI classes (rf_uc, nf_uc, uo, uv, unseen)
-    augment: bool = False  # horizontal flip + scale of image and boxes (disables the cache)
+    augment: bool = False  # horizontal flip + zoom of image and boxes (disables the cache)
     flip_prob: float = 0.5
+    # Zoom factors (train/augment.py): > 1 crops a window of 1/s keeping the GT boxes, < 1 pads.
     scales: list[float] = field(default_factory=lambda: [0.75, 0.875, 1.0, 1.125, 1.25])
     num_workers: int = 0
 
