@@ -205,9 +205,13 @@ def test_resume_mid_epoch_is_bit_identical(world, tmp_path: Path) -> None:
     assert part.fit() == {"status": "stopped", "epoch": 1, "step": 3}
     assert torch.load(tmp_path / "part" / "last.pt", weights_only=True)["batch_in_epoch"] == 2
     del part
-    resumed = Trainer(
-        make_config(world, tmp_path / "part", *common, "runtime.max_steps=5"), resume=True
-    )
+    # A changed config value is named (here on purpose: a later stop).
+    with pytest.warns(
+        UserWarning, match=r"differs from the checkpoint's: runtime.max_steps: 3 -> 5$"
+    ):
+        resumed = Trainer(
+            make_config(world, tmp_path / "part", *common, "runtime.max_steps=5"), resume=True
+        )
     assert (resumed.epoch, resumed.step, resumed.batch_in_epoch) == (1, 3, 2)
     resumed.fit()
     assert resumed.step == full.step == 5

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,36 @@ def training_state(trainer: Any) -> dict[str, Any]:
     return payload
 
 
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config dicts -> ``{"optim.lr": 1e-4, ...}``."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"key: saved -> current"`` for every config value that differs (resuming may change
+    some on purpose, such as ``optim.epochs``; the others are worth a warning)."""
+    old, new = _flat(saved), _flat(current)
+    return [
+        f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
+
+
 def restore_training_state(trainer: Any, ckpt: dict[str, Any], where: str) -> None:
     """Load what ``training_state`` saved back into a freshly built ``Trainer``."""
+    changes = config_changes(ckpt["config"], trainer.cfg.to_dict())
+    if changes and trainer.dist.is_main:
+        shown = "; ".join(changes[:8]) + ("; ..." if len(changes) > 8 else "")
+        warnings.warn(
+            f"{where}: resuming with a config that differs from the checkpoint's: {shown}",
+            stacklevel=2,
+        )
     # Large backbones are not stored (model_payload): only backbone keys may be missing.
     result = trainer.model.load_state_dict(ckpt["model"], strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("backbone.")]
