@@ -60,7 +60,7 @@ def test_exif_orientation_applied(tmp_path: Path) -> None:
     assert (px[:4, :, 0] == 255).all() and (px[4:, :, 0] == 0).all()  # the left became the top
 
 
-def test_bad_files_name_the_file(tmp_path: Path) -> None:
+def test_bad_files_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ImageError, match="notes.txt"):
         load_image(tmp_path / "notes.txt")
@@ -72,6 +72,12 @@ def test_bad_files_name_the_file(tmp_path: Path) -> None:
         load_image(tmp_path / "cut.png")
     with pytest.raises(ImageError, match="notes.txt"):
         image_size(tmp_path / "notes.txt")
+    # A decompression bomb (past PIL's pixel limit, here lowered) is one ImageError too.
+    Image.new("L", (300, 300)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100 // 2)  # x2 of this raises
+    for fn in (load_image, image_size):
+        with pytest.raises(ImageError, match="big.png.*too large|big.png.*exceeds limit"):
+            fn(tmp_path / "big.png")
 
 
 def test_dataset_and_collate(tmp_path: Path) -> None:

@@ -93,6 +93,27 @@ def test_callable_detector(tmp_path: Path) -> None:
         outside.detect("x", image=Image.new("RGB", (10, 10)))
     with pytest.raises(DetectionError, match="cannot open image"):
         src.detect("missing.png")
+    # Malformed detector output: one error naming the detector, the image and what is wrong.
+    img = Image.new("RGB", (10, 10))
+    for out, message in [
+        (([[0, 0, 5, 5, 1]], [PERSON], [0.5]), r"boxes are not an \(N, 4\) array.*\(1, 5\)"),
+        (([[0, 0, 5, 5], [0, 0, 5]], [PERSON] * 2, [0.5] * 2), "boxes are not an"),
+        (([[0, 0, 5, 5]], [PERSON], ["high"]), r"scores are not an \(N,\) array"),
+        (([[0, 0, 5, 5]], [PERSON], None), "returned None"),
+    ]:
+        odd = CallableDetector(lambda im, out=out: out, HICO)
+        with pytest.raises(DetectionError, match=rf"image 'x'.*{message}"):
+            odd.detect("x", image=img)
+
+
+def test_callable_detector_sees_the_upright_image(tmp_path: Path) -> None:
+    raw = Image.new("RGB", (40, 20))
+    exif = raw.getexif()
+    exif[0x0112] = 6  # rotated 90 degrees: upright it is 20 x 40
+    raw.save(tmp_path / "r.jpg", exif=exif)
+    sizes = []
+    src = CallableDetector(lambda im: sizes.append(im.size) or ([], [], []), HICO, tmp_path)
+    assert src.detect("r.jpg").image_size == (20, 40) and sizes == [(20, 40)]
 
 
 # ------------------------------------------------------------------------- files: project json
@@ -173,6 +194,7 @@ BAD_PROJECT = [
     (_one(GOOD) + _one(GOOD), r"image 'img.jpg', field '\[1\]\.file_name'.*duplicate file name"),
     ({"format": "other", "images": []}, r"field 'format'.*unknown format"),
     (_one({**GOOD, "label_id": 2}), r"disagrees with label_id"),
+    ([{**_one(GOOD)[0], "width": float("inf")}], r"field '\[0\]\.width'.*bad width/height inf"),
 ]
 
 
@@ -256,6 +278,35 @@ def test_coco_bad_input(tmp_path: Path, patch: dict, message: str) -> None:
     with pytest.raises(DetectionError, match=message) as err:
         FileDetections(res, HICO, categories=COCO_FILE)
     assert str(res) in str(err.value)
+
+
+@pytest.mark.parametrize("size", [(-640, 0), (float("inf"), 80), ("100", 80)])
+def test_coco_bad_image_sizes(tmp_path: Path, size: tuple) -> None:
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(RESULTS))
+    images = [{**COCO_FILE["images"][0], "width": size[0], "height": size[1]}]
+    cats = {**COCO_FILE, "images": images + COCO_FILE["images"][1:]}
+    with pytest.raises(DetectionError, match=r"image 'a.jpg', field 'images\[0\]\.width'.*bad"):
+        FileDetections(res, HICO, categories=cats)
+
+
+def test_file_size_must_agree_with_the_image(tmp_path: Path) -> None:
+    # Boxes made on the raw 100x80 frame of a photo whose upright (EXIF) image is 80x100.
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(_one(GOOD)))
+    src = FileDetections(path, HICO)
+    assert src.detect("img.jpg", image=Image.new("RGB", (100, 80))).image_size == (100, 80)
+    with pytest.raises(
+        DetectionError, match=r"image 'img.jpg', field 'width'.*100x80 but it is 80x100"
+    ):
+        src.detect("img.jpg", image=Image.new("RGB", (80, 100)))
+    raw = Image.new("RGB", (40, 20))
+    exif = raw.getexif()
+    exif[0x0112] = 6  # upright it is 20 x 40
+    raw.save(tmp_path / "r.jpg", exif=exif)
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps([{"file_name": "r.jpg", "detections": []}]))
+    assert FileDetections(bare, HICO, image_root=tmp_path).detect("r.jpg").image_size == (20, 40)
 
 
 def test_coco_duplicate_file_names(tmp_path: Path) -> None:

@@ -248,3 +248,25 @@ def test_callable_detector_through_predict_many(world: dict) -> None:
     assert [n for n, _ in got] == [str(paths[0]), str(paths[2])]
     assert errors == [paths[1]]
     assert all(t["object"] in ("cup", "person") for _, ts in got for t in ts)
+
+
+def test_records_found_by_relative_or_base_name(world: dict, tmp_path: Path, capsys) -> None:
+    # Two different images named x.png in two folders; the file keys a record "x.png" only.
+    imgs = tmp_path / "imgs"
+    for i, sub in enumerate(("a", "b")):
+        (imgs / sub).mkdir(parents=True)
+        Image.fromarray(_noise(80, 100, 10 + i)).save(imgs / sub / "x.png")
+    person, horse = ([5, 5, 40, 75], "person", 0.9), ([50, 10, 95, 60], "horse", 0.8)
+    rec = [{"box": b, "label": lab, "score": sc} for b, lab, sc in (person, horse)]
+    dets = write_detections(
+        tmp_path / "flat.json", [{"file_name": "x.png", "detections": rec}], SPACE
+    )
+    base = ["--checkpoint", str(world["ckpt"]), "--detections", str(dets), "--no-draw"]
+    assert _run([str(imgs), *base, "--out", str(tmp_path / "both")]) == 2
+    err = capsys.readouterr().err
+    assert "'a/x.png' and 'b/x.png' both fall back to record 'x.png'" in err
+    # One of them alone: the base-name fallback is unambiguous and gives it the record.
+    assert _run([str(imgs / "a"), *base, "--out", str(tmp_path / "one")]) == 0
+    assert "no record" not in capsys.readouterr().err
+    triplets = dict(read_triplets(tmp_path / "one" / "triplets.json"))
+    assert len(triplets["x.png"]) > 0

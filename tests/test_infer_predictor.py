@@ -116,6 +116,24 @@ def test_no_pairs_give_empty_lists(predictor: Predictor) -> None:
         predictor(_image())
 
 
+def test_detections_passed_in_are_checked(predictor: Predictor, tmp_path: Path) -> None:
+    good = _dets()
+    for change, message in [
+        ({"scores": torch.tensor([0.9, float("nan"), 0.5, 0.7])}, r"detections\[1\]\.score"),
+        ({"scores": torch.tensor([5.0, 0.8, 0.5, 0.7])}, r"detections\[0\]\.score.*outside"),
+        ({"labels": torch.tensor([P, 999, CUP, P])}, r"field 'labels'.*positions must be in"),
+    ]:
+        bad = Detections(**{**vars(good), **change})
+        with pytest.raises(DetectionError, match=rf"image '<image>'.*{message}"):
+            predictor(_image(), bad)
+    with pytest.raises(InferenceError, match="batch_size must be an integer >= 1"):
+        predictor([_image()], [good], batch_size=0)
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps({"format": "linkhoi-detections", "images": []}))
+    with pytest.raises(InferenceError, match="a PIL image has no file name"):
+        predictor(_image(), FileDetections(path, "synthetic"))
+
+
 def test_image_formats_and_size_mismatch(predictor: Predictor, tmp_path: Path) -> None:
     gray = tmp_path / "gray.png"
     Image.fromarray(np.full((100, 120), 90, np.uint8)).save(gray)

@@ -86,6 +86,10 @@ def test_labels_mapped_and_unknown_dropped(weights: Path) -> None:
 
 
 def test_bad_weights_and_names(weights: Path, tmp_path: Path) -> None:
+    # torchvision names that are not COCO box detectors (a class, a people-only model).
+    for name in ("FasterRCNN", "keypointrcnn_resnet50_fpn"):
+        with pytest.raises(DetectionError, match=f"unknown torchvision detector '{name}'"):
+            TorchvisionDetector(name, weights, "hico_det")
     with pytest.raises(DetectionError, match="unknown torchvision detector 'yolo'"):
         TorchvisionDetector("yolo", weights, "synthetic")
     with pytest.raises(DetectionError, match="not found"):

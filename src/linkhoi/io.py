@@ -146,6 +146,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def is_size(value: Any) -> bool:
+    """An image width or height: a finite number > 0 (json also reads ``Infinity``)."""
+    return is_number(value) and 0 < value < float("inf")
+
+
 def image_sizes(sizes: Any, n: int) -> np.ndarray:
     """(n, 2) float64 (width, height) from one size (2,) or one per box (n, 2)."""
     return np.broadcast_to(np.asarray(sizes, dtype=np.float64).reshape(-1, 2), (n, 2))

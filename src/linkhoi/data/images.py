@@ -60,6 +60,8 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageError(path, "file not found") from None
     except UnidentifiedImageError:
         raise ImageError(path, "not an image file PIL can identify") from None
+    except Image.DecompressionBombError as err:  # not an OSError
+        raise ImageError(path, f"too large to open safely ({err})") from None
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageError(path, f"unreadable or truncated image ({err})") from None
 
@@ -73,7 +75,13 @@ def image_size(path: str | Path) -> tuple[int, int]:
             orientation = image.getexif().get(0x0112, 1)
     except FileNotFoundError:
         raise ImageError(path, "file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        ValueError,
+        SyntaxError,
+    ) as err:
         raise ImageError(path, f"not a readable image ({err})") from None
     # Orientations 5-8 rotate by 90 degrees and swap the sides.
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

@@ -212,12 +212,13 @@ class CallableDetector:
         self.image_root = None if image_root is None else Path(image_root)
 
     def detect(self, file_name: str, image: Image.Image | None = None) -> Detections:
-        if image is None:
+        if image is None:  # upright and RGB, as every other source sees it
+            from linkhoi.data.images import ImageError, load_image
+
             path = Path(file_name) if self.image_root is None else self.image_root / file_name
             try:
-                with Image.open(path) as im:
-                    image = im.convert("RGB")
-            except OSError as err:
+                image = load_image(path)
+            except ImageError as err:
                 raise DetectionError(f"cannot open image: {err}", path, file_name) from None
         where = {"file": getattr(self.fn, "__name__", repr(self.fn)), "image": file_name}
         try:
@@ -226,8 +227,25 @@ class CallableDetector:
             raise DetectionError(
                 f"detector must return (boxes, labels, scores): {err}", **where
             ) from None
-        boxes = _numpy(boxes).astype(np.float32).reshape(-1, 4)
-        scores = _numpy(scores).astype(np.float32).reshape(-1)
+        if boxes is None or labels is None or scores is None:
+            raise DetectionError(
+                "detector returned None instead of boxes, labels or scores", **where
+            )
+        try:  # numbers of the right shapes, or one error naming the field
+            boxes = _numpy(boxes).astype(np.float32)
+            if boxes.size and boxes.shape[-1] != 4:
+                raise ValueError(f"shape {boxes.shape}, expected (N, 4)")
+            boxes = boxes.reshape(-1, 4)
+        except (TypeError, ValueError) as err:
+            raise DetectionError(
+                f"boxes are not an (N, 4) array of numbers: {err}", **where
+            ) from None
+        try:
+            scores = _numpy(scores).astype(np.float32).reshape(-1)
+        except (TypeError, ValueError) as err:
+            raise DetectionError(
+                f"scores are not an (N,) array of numbers: {err}", **where
+            ) from None
         positions = labels_to_positions(labels, self.label_space, **where)
         if not len(boxes) == len(scores) == len(positions):
             raise DetectionError(

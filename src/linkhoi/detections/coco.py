@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from linkhoi.detections.base import DetectionError, first_problem, position_by_id
-from linkhoi.io import is_number, load_json
+from linkhoi.io import is_number, is_size, load_json
 from linkhoi.labels import LabelError, LabelSpace
 
 # boxes (N, 4) float32, labels (N,) int64, scores (N,) float32
@@ -128,8 +128,13 @@ def _image_names(
             raise DetectionError(f"duplicate image id {im['id']!r}", src, name, f"images[{i}].id")
         seen.add(name)
         name_of_image[im["id"]] = name
-        if is_number(im.get("width")) and is_number(im.get("height")):
-            sizes[name] = (int(im["width"]), int(im["height"]))
+        if "width" in im or "height" in im:
+            w, h = im.get("width"), im.get("height")
+            if not (is_size(w) and is_size(h)):
+                raise DetectionError(
+                    f"bad width/height {w!r}/{h!r}", src, name, f"images[{i}].width"
+                )
+            sizes[name] = (int(w), int(h))
     return name_of_image
 
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from linkhoi.detections.base import DetectionError, Detections, check_detections, position_by_id
 from linkhoi.detections.coco import Record, read_coco_results
-from linkhoi.io import atomic_open, is_number, load_json
+from linkhoi.io import atomic_open, is_number, is_size, load_json
 from linkhoi.labels import AmbiguousNameError, LabelError, LabelSpace, load
 
 FORMAT = "linkhoi-detections"
@@ -33,8 +33,9 @@ FORMAT = "linkhoi-detections"
 class FileDetections:
     """A `DetectionSource` backed by a detection file (project json or COCO results).
 
-    Image sizes come, in order, from the image passed to `detect`, the file (`width`,
-    `height`), `image_sizes`, or the image header under `image_root`.
+    Image sizes come from the image passed to `detect` (which must then agree with a size the
+    file states), else the file (`width`, `height`), `image_sizes`, or the image header under
+    `image_root` (EXIF orientation applied, as `linkhoi.data.load_image` does).
     """
 
     def __init__(
@@ -108,18 +109,29 @@ class FileDetections:
 
     # ----------------------------------------------------------------- sizes
     def _size(self, file_name: str, image: Image.Image | None) -> tuple[int, int]:
+        known = self._sizes.get(file_name)
         if image is not None:
+            if known is not None and tuple(known) != image.size:
+                # e.g. boxes from a detector that read the raw frame of an EXIF-rotated photo
+                raise self._err(
+                    f"the file gives the image as {known[0]}x{known[1]} but it is "
+                    f"{image.size[0]}x{image.size[1]} (upright, EXIF applied): the boxes are in "
+                    "another frame",
+                    file_name,
+                    "width",
+                )
             return image.size
-        if file_name in self._sizes:
-            return self._sizes[file_name]
+        if known is not None:
+            return known
         if self.image_root is not None:
+            from linkhoi.data.images import ImageError, image_size
+
             path = self.image_root / file_name
             try:
-                with Image.open(path) as im:  # reads the header only
-                    self._sizes[file_name] = im.size
-                    return im.size
-            except OSError as err:
+                self._sizes[file_name] = image_size(path)  # header only, EXIF applied
+            except ImageError as err:
                 raise DetectionError(f"cannot read image size: {err}", path, file_name) from None
+            return self._sizes[file_name]
         raise self._err(
             "image size unknown: the file has no width/height; pass image=, image_root= or"
             " image_sizes=",
@@ -176,7 +188,7 @@ class FileDetections:
             size = None
             if "width" in rec or "height" in rec:
                 w, h = rec.get("width"), rec.get("height")
-                if not (is_number(w) and is_number(h) and w > 0 and h > 0):
+                if not (is_size(w) and is_size(h)):
                     raise self._err(f"bad width/height {w!r}/{h!r}", name, f"{fld}.width")
                 size = (int(w), int(h))
                 self._sizes[name] = size

@@ -40,8 +40,7 @@ BUILDERS: tuple[str, ...] = (
     "ssdlite320_mobilenet_v3_large",
     "maskrcnn_resnet50_fpn",
     "maskrcnn_resnet50_fpn_v2",
-    "keypointrcnn_resnet50_fpn",
-)
+)  # not keypointrcnn_resnet50_fpn: its weights detect people only (2 classes)
 
 
 def coco_to_label_space(label_space: LabelSpace) -> torch.Tensor:
@@ -97,8 +96,8 @@ class TorchvisionDetector:
         device: str | torch.device | None = None,
         **model_kwargs: Any,
     ) -> None:
-        builder = getattr(tvd, name, None) if not name.startswith("_") else None
-        if builder is None or not callable(builder):
+        builder = getattr(tvd, name, None) if name in BUILDERS else None
+        if builder is None:
             raise DetectionError(
                 f"unknown torchvision detector {name!r}; choose one of {', '.join(BUILDERS)}"
             )

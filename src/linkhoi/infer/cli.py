@@ -116,13 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         categories=args.categories,
     )
     if args.detections is not None:
-        missing = [n for _, n in images if n not in detector]
-        if missing:
-            print(
-                f"warning: {len(missing)} image(s) have no record in {args.detections} (e.g. "
-                f"{missing[0]!r}): they get no detections; file names must match exactly",
-                file=sys.stderr,
-            )
+        _check_records(images, detector, args.detections)
     out = Path(args.out)
     skipped: list[tuple[Path, str]] = []
     by_name = {name: path for path, name in images}
@@ -157,3 +151,30 @@ def _run(args: argparse.Namespace) -> int:
         for p, reason in skipped:
             print(f"  {p}: {reason}", file=sys.stderr)
     return 0
+
+
+def _check_records(images: list[tuple[Path, str]], source: Any, file: str) -> None:
+    """Warn about images without a record in the detection file; refuse two images that would
+    read the same record through the base-name fallback (``a/x.png`` and ``b/x.png`` -> ``x.png``)."""
+    from linkhoi.infer.predictor import InferenceError, detection_key
+
+    keys = {name: detection_key(source, name) for _, name in images}
+    missing = [n for n, k in keys.items() if k is None]
+    if missing:
+        print(
+            f"warning: {len(missing)} image(s) have no record in {file} (e.g. {missing[0]!r}): "
+            "they get no detections; records are found by the image's name relative to the "
+            "folder given, or by its base name",
+            file=sys.stderr,
+        )
+    by_base: dict[str, list[str]] = {}
+    for name, key in keys.items():
+        if key is not None and key != name:
+            by_base.setdefault(key, []).append(name)
+    shared = {k: v for k, v in by_base.items() if len(v) > 1}
+    if shared:
+        key, names = next(iter(shared.items()))
+        raise InferenceError(
+            f"detection file {file!r}: images {names[0]!r} and {names[1]!r} both fall back to "
+            f"record {key!r} (their base name); name the records by the images' relative paths"
+        )

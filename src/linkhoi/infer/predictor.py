@@ -21,9 +21,11 @@ from torch import nn
 from linkhoi.data import load_image
 from linkhoi.detections import (
     CallableDetector,
+    DetectionError,
     Detections,
     DetectionSource,
     FileDetections,
+    check_detections,
 )
 from linkhoi.labels import HOIClass, LabelError, LabelSpace
 from linkhoi.model import LinkModel, to_triplets, valid_class_table
@@ -174,15 +176,17 @@ class Predictor:
         raise InferenceError(f"detections= of type {type(detections).__name__} is not usable")
 
     def _detections_for(self, source: Any, index: int, name: str, image: Image.Image) -> Detections:
-        if isinstance(source, Detections):
-            dets = source
-        elif isinstance(source, list):
-            dets = source[index]
+        if isinstance(source, Detections | list):
+            dets = source if isinstance(source, Detections) else source[index]
+            self._check_given(dets, name)
         else:
-            if isinstance(source, FileDetections) and name not in source:
-                # A path given to the API: detection files key images by their base name.
-                base = Path(name).name
-                name = base if base in source else name
+            if isinstance(source, FileDetections):
+                if name == PIL_NAME:
+                    raise InferenceError(
+                        "a PIL image has no file name to look up in the detection file "
+                        f"{str(source.path)!r}: pass the image's path, or its Detections"
+                    )
+                name = detection_key(source, name) or name
             dets = source.detect(name, image)
         if tuple(dets.image_size) != image.size:
             raise InferenceError(
@@ -190,6 +194,22 @@ class Predictor:
                 f" image but the image (EXIF-rotated) is {image.size[0]}x{image.size[1]}"
             )
         return dets
+
+    def _check_given(self, dets: Detections, name: str) -> None:
+        """Detections passed in directly get the checks a detection file gets."""
+        if not isinstance(dets, Detections):
+            raise InferenceError(f"image {name!r}: expected Detections, got {type(dets).__name__}")
+        n_obj = len(self.base_label_space.objects)
+        labels = dets.labels.cpu()
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_obj):
+            raise DetectionError(
+                f"object positions must be in 0..{n_obj - 1} of label space "
+                f"{self.base_label_space.name!r}",
+                image=name,
+                field="labels",
+            )
+        boxes, scores = dets.boxes.detach().cpu().numpy(), dets.scores.detach().cpu().numpy()
+        check_detections(boxes, scores, tuple(dets.image_size), image=name)
 
     # ----------------------------------------------------------------- prediction
     @torch.no_grad()
@@ -235,6 +255,7 @@ class Predictor:
         `FileDetections` without that key: by the base name). Boxes are in the (EXIF-rotated)
         image's pixels.
         """
+        _check_batch_size(batch_size)
         single = not isinstance(images, list)
         items = [images] if single else list(images)
         if single and isinstance(detections, Detections):
@@ -268,6 +289,7 @@ class Predictor:
         unreadable image calls ``on_error(path, error)`` and is skipped; without `on_error`
         the error is raised.
         """
+        _check_batch_size(batch_size)
         from linkhoi.data import ImageError
 
         source = self._source(detector)
@@ -301,9 +323,26 @@ class Predictor:
         yield from zip(names, results, strict=True)
 
 
+def _check_batch_size(batch_size: Any) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InferenceError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+
+
+PIL_NAME = "<image>"  # the name of an image given as a PIL object
+
+
+def detection_key(source: FileDetections, name: str) -> str | None:
+    """The record of ``source`` that image ``name`` reads: the name itself, else its base name
+    (a path given to the API, a file keyed by base names); None when neither is there."""
+    if name in source:
+        return name
+    base = Path(name).name
+    return base if base in source else None
+
+
 def _open(image: ImageInput) -> tuple[str, Image.Image]:
     if isinstance(image, Image.Image):
         from linkhoi.data.images import _to_rgb
 
-        return "<image>", _to_rgb(image)
+        return PIL_NAME, _to_rgb(image)
     return str(image), load_image(image)
