@@ -282,25 +282,36 @@ def test_training_from_a_detection_file_with_augmentation(world, tmp_path: Path)
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in trainer.history)
 
 
-def test_accumulation_divides_each_group_by_its_own_size(world, tmp_path: Path) -> None:
-    # 8 images, batch 1, accumulate 3: groups of 3, 3 and 2 micro-batches in the epoch. Each
-    # micro-batch's loss is scaled by 1/group, so every step's gradient is its group's mean.
-    trainer = Trainer(
-        make_config(
-            world,
-            tmp_path / "acc",
-            "optim.batch_size=1",
-            "optim.accumulate=3",
-            "optim.epochs=1",
-            "runtime.feature_cache=false",
+def test_accumulated_step_equals_one_large_batch(world, tmp_path: Path) -> None:
+    # 2 micro-batches of 2 images must give the gradient of one batch of the same 4 images:
+    # L_M is divided by the positives of the whole step (method.md §5), not each micro-batch's.
+    def first_step_grads(name: str, *overrides: str):
+        cfg = make_config(
+            world, tmp_path / name, "optim.epochs=1", "runtime.max_steps=1", "optim.clip_grad=0",
+            "runtime.feature_cache=false", *overrides,
         )  # fmt: skip
-    )
-    losses: list[float] = []
-    scaled: list[float] = []
-    trainer.ddp.register_forward_hook(lambda _m, _i, out: losses.append(out[0].item()))
-    scale = trainer.scaler.scale
-    trainer.scaler.scale = lambda t: scaled.append(t.item()) or scale(t)
-    trainer.fit()
-    assert trainer.step == 3
-    ratios = [s / loss for s, loss in zip(scaled, losses, strict=True)]
-    assert ratios == pytest.approx([1 / 3] * 6 + [1 / 2] * 2)
+        trainer = Trainer(cfg)
+        grads: dict[str, torch.Tensor] = {}
+        step = trainer._optimizer_step
+
+        def record() -> None:
+            grads.update(
+                {
+                    n: p.grad.clone()
+                    for n, p in trainer.model.named_parameters()
+                    if p.grad is not None
+                }
+            )
+            step()
+
+        trainer._optimizer_step = record
+        trainer.fit()
+        return grads, trainer.history[0]
+
+    acc, stats_acc = first_step_grads("acc", "optim.batch_size=2", "optim.accumulate=2")
+    one, stats_one = first_step_grads("one", "optim.batch_size=4", "optim.accumulate=1")
+    assert stats_acc["positives"] == stats_one["positives"] > 0
+    assert stats_acc["loss"] == pytest.approx(stats_one["loss"], rel=1e-5)
+    assert acc.keys() == one.keys()
+    for name in one:
+        torch.testing.assert_close(acc[name], one[name], rtol=1e-4, atol=1e-7, msg=name)

@@ -77,6 +77,12 @@ class LinkModel(nn.Module):
     def image_size(self) -> int:
         return int(self.backbone.image_size)
 
+    def pair_layout(self, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The candidate pairs of one image and their valid classes, from its detection labels
+        alone (before any forward pass): labels (N,) -> pairs (P, 2), valid (P, K) bool."""
+        pairs = ops.enumerate_pairs(labels, self.human_label)
+        return pairs, self.valid_table[labels[pairs[:, 1]]]
+
     def propose(self, detections: Any) -> Any:
         """Proposal filtering (method.md §0) with ``config.proposals``, as in training:
         raw ``Detections`` of one image -> the kept ones (humans first, by score)."""
@@ -155,7 +161,8 @@ class LinkModel(nn.Module):
         )
         norm = [ops.normalize_boxes(b, s) for b, s in zip(boxes, sizes, strict=True)]
         unary_layers = self.geometry.encode(unary, norm)
-        pairs = [ops.enumerate_pairs(lab, self.human_label) for lab in labels]
+        layouts = [self.pair_layout(lab) for lab in labels]
+        pairs = [p for p, _ in layouts]
         pair_q = [
             self.geometry.pair_queries(u, b, p, s)
             for u, b, p, s in zip(unary_layers[-1], boxes, pairs, sizes, strict=True)
@@ -175,7 +182,7 @@ class LinkModel(nn.Module):
             pair_prior = det_scores[p[:, 0]] * det_scores[p[:, 1]]  # s_h * s_o, (P,)
             prior_train = pair_prior.pow(self.config.prior_lambda_train).unsqueeze(1)
             prior_test = pair_prior.pow(self.config.prior_lambda_test).unsqueeze(1)
-            valid = self.valid_table[labels[b][p[:, 1]]]
+            valid = layouts[b][1]
             layer_logits = [self.classify(layer[b]) for layer in classified]
             logits = layer_logits[-1]
             fused = [ops.prior_fused_logits(o, prior_train) for o in layer_logits]

@@ -108,6 +108,57 @@ def batch_targets(
     ]
 
 
+def loss_inputs(
+    outputs: list[dict], batch: dict, num_classes: int
+) -> tuple[list[Tensor], list[Tensor] | None]:
+    """Targets (P_i, K) and, when the batch has persons without labels (V-COCO), the pairs to
+    skip (P_i,) per image. ``outputs`` need only ``pairs`` and ``boxes`` (``LinkModel.pair_layout``
+    gives them before the forward pass); ``batch`` holds ``gt_boxes``, ``gt_pairs``,
+    ``unannotated`` per image."""
+    targets = batch_targets(outputs, batch["gt_boxes"], batch["gt_pairs"], num_classes)
+    if not any(u.any() for u in batch["unannotated"]):
+        return targets, None
+    ignore = [
+        unannotated_pairs(o["pairs"], o["boxes"], gb, u)
+        for o, gb, u in zip(outputs, batch["gt_boxes"], batch["unannotated"], strict=True)
+    ]
+    return targets, ignore
+
+
+def loss_masks(
+    outputs: list[dict],
+    targets: list[Tensor],
+    class_mask: Tensor | None = None,
+    ignore: list[Tensor] | None = None,
+) -> list[Tensor]:
+    """(P_i, K) bool per image: the entries L_M is computed on (valid for the pair's object,
+    seen, and not a negative of a person without labels)."""
+    masks = []
+    for i, (out, tgt) in enumerate(zip(outputs, targets, strict=True)):
+        valid = out["valid"]
+        if class_mask is not None:
+            valid = valid & class_mask.to(valid.device)
+        if ignore is not None:
+            skip = ignore[i].to(valid.device) & (tgt.sum(1) == 0)
+            valid = valid & ~skip.unsqueeze(1)
+        masks.append(valid)
+    return masks
+
+
+def count_positives(
+    outputs: list[dict],
+    targets: list[Tensor],
+    class_mask: Tensor | None = None,
+    ignore: list[Tensor] | None = None,
+) -> Tensor:
+    """The number of positive (pair, class) entries L_M is computed on (a scalar tensor)."""
+    masks = loss_masks(outputs, targets, class_mask, ignore)
+    device = targets[0].device if targets else torch.device("cpu")
+    return sum(
+        ((t * m).sum() for t, m in zip(targets, masks, strict=True)), torch.zeros((), device=device)
+    )
+
+
 def matching_loss(
     outputs: list[dict],
     targets: list[Tensor],
@@ -116,6 +167,7 @@ def matching_loss(
     gamma: float = 0.1,
     aux_loss: bool = True,
     ignore: list[Tensor] | None = None,
+    normaliser: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """L_M over a batch: focal loss on Ψ (and every earlier decoder layer when ``aux_loss``).
 
@@ -125,28 +177,27 @@ def matching_loss(
         class_mask: (K,) bool, classes that take part (False for unseen zero-shot classes).
         ignore: per image (P_i,) bool, pairs left out unless they have a positive class
             (``unannotated_pairs``).
+        normaliser: what to divide by; default max(1, this batch's positives averaged across
+            processes). Gradient accumulation passes the count of the whole optimizer step.
     Returns:
-        (loss, stats): the loss divided by max(1, positives averaged across processes);
-        stats holds the float values of its parts and the local number of positives.
+        (loss, stats): the normalised loss; stats holds the float values of its parts and the
+        local number of positives.
     """
     device = targets[0].device if targets else torch.device("cpu")
     total = torch.zeros((), device=device)
     aux = torch.zeros((), device=device)
     positives = torch.zeros((), device=device)
-    for i, (out, tgt) in enumerate(zip(outputs, targets, strict=True)):
-        valid = out["valid"]
-        if class_mask is not None:
-            valid = valid & class_mask.to(valid.device)
-        if ignore is not None:
-            skip = ignore[i].to(valid.device) & (tgt.sum(1) == 0)
-            valid = valid & ~skip.unsqueeze(1)
+    masks = loss_masks(outputs, targets, class_mask, ignore)
+    for out, tgt, valid in zip(outputs, targets, masks, strict=True):
         positives = positives + (tgt * valid).sum()
         total = total + focal_loss(out["fused_logits"], tgt, valid, alpha, gamma)
         if aux_loss:
             # The last decoder layer's logits are Ψ itself; the earlier ones are auxiliary.
             for layer in out.get("layer_logits", [])[:-1]:
                 aux = aux + focal_loss(layer, tgt, valid, alpha, gamma)
-    n = distributed.all_reduce_mean(positives.detach()).clamp(min=1.0)
+    if normaliser is None:
+        normaliser = distributed.all_reduce_mean(positives.detach()).clamp(min=1.0)
+    n = normaliser
     loss = (total + aux) / n
     stats = {
         "loss_match": float(total.detach() / n),

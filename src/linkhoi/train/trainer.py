@@ -38,11 +38,7 @@ from linkhoi.train.checkpointing import (
 )
 from linkhoi.train.config import ConfigError, TrainConfig, save_config
 from linkhoi.train.distill import Distiller
-from linkhoi.train.losses import (
-    batch_targets,
-    matching_loss,
-    unannotated_pairs,
-)
+from linkhoi.train.losses import count_positives, loss_inputs, matching_loss
 
 
 class Trainer:
@@ -230,28 +226,29 @@ class Trainer:
             disable=not (cfg.runtime.progress and self.dist.is_main),
             dynamic_ncols=True,
         )
-        pending = 0
-        for items in bar:
-            batch = self.data.prepare(items, self.epoch)
-            self.batch_in_epoch += 1
-            pending += 1
-            last = pending == acc or self.batch_in_epoch == len(batches)
-            # Groups start at multiples of acc (resume happens only at their ends); the epoch's
-            # last one may be shorter and its mean must divide by its own size.
-            start = (self.batch_in_epoch - 1) // acc * acc
-            group = min(acc, len(batches) - start)
-            sync = self.ddp.no_sync() if (self.dist.enabled and not last) else nullcontext()
-            with sync:
-                with torch.autocast("cuda", enabled=self.amp):
-                    loss, stats = self.ddp(batch, self.class_mask)
-                self.scaler.scale(loss / group).backward()
+        micro_batches = iter(bar)
+        while self.batch_in_epoch < len(batches):
+            # One optimizer step: `acc` micro-batches (the epoch's last group may be shorter).
+            # Groups start at multiples of acc, since resuming happens only at their ends.
+            size = min(acc, len(batches) - self.batch_in_epoch)
+            group = [next(micro_batches) for _ in range(size)]
+            prepared = [self.data.prepare(items, self.epoch) for items in group]
+            normaliser = self._normaliser(prepared)
+            stats: dict[str, float] = {}
+            for j, (items, batch) in enumerate(zip(group, prepared, strict=True)):
+                self.batch_in_epoch += 1
+                last = j == size - 1
+                sync = self.ddp.no_sync() if (self.dist.enabled and not last) else nullcontext()
+                with sync:
+                    with torch.autocast("cuda", enabled=self.amp):
+                        loss, part = self.ddp(batch, self.class_mask, normaliser, size)
+                    self.scaler.scale(loss).backward()
+                for k, v in part.items():  # each micro-batch's share of the step's values
+                    stats[k] = stats.get(k, 0.0) + v
+                images += len(items)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
-            images += len(items)
-            if not last:
-                continue
-            pending = 0
             self._optimizer_step()
             rate = images * self.dist.world_size / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{rate:.1f}")
@@ -289,6 +286,21 @@ class Trainer:
         ):
             return "interrupted" if self._stop_signal is not None else "stopped"
         return "running"
+
+    @torch.no_grad()
+    def _normaliser(self, prepared: list[dict[str, Any]]) -> torch.Tensor:
+        """L_M's divisor for one optimizer step: max(1, positives of all its micro-batches,
+        averaged across processes), what one batch of ``batch_size x accumulate`` images gives
+        (method.md §5). Pairs and targets depend on the boxes only, so no forward pass is needed."""
+        total = torch.zeros((), device=self.device)
+        for batch in prepared:
+            outs = []
+            for det in batch["dets"]:
+                pairs, valid = self.model.pair_layout(det.labels)
+                outs.append({"pairs": pairs, "boxes": det.boxes.float(), "valid": valid})
+            targets, ignore = loss_inputs(outs, batch, len(self.label_space.hois))
+            total = total + count_positives(outs, targets, self.class_mask, ignore)
+        return distributed.all_reduce_mean(total).clamp(min=1.0)
 
     def _optimizer_step(self) -> None:
         if self.cfg.optim.clip_grad > 0:
@@ -361,26 +373,35 @@ class _StepModule(nn.Module):
         self.optim = optim
         self.num_classes = num_classes
 
-    def forward(self, batch: dict[str, Any], class_mask: torch.Tensor | None):
+    def forward(
+        self,
+        batch: dict[str, Any],
+        class_mask: torch.Tensor | None,
+        normaliser: torch.Tensor | None = None,
+        group: int = 1,
+    ):
+        """This micro-batch's share of one optimizer step's loss: L_M divided by the step's
+        ``normaliser`` (its positives), KD (a mean) divided by the ``group`` size."""
         cfg = self.optim
         feats = batch["features"]
         out = self.model(None, batch["dets"], features=feats[0], aux_logits=cfg.aux_loss)
-        targets = batch_targets(out, batch["gt_boxes"], batch["gt_pairs"], self.num_classes)
-        ignore = None
-        if any(u.any() for u in batch["unannotated"]):  # V-COCO: persons without labels
-            ignore = [
-                unannotated_pairs(o["pairs"], o["boxes"], gb, u)
-                for o, gb, u in zip(out, batch["gt_boxes"], batch["unannotated"], strict=True)
-            ]
+        targets, ignore = loss_inputs(out, batch, self.num_classes)
         loss, stats = matching_loss(
-            out, targets, class_mask, cfg.focal_alpha, cfg.focal_gamma, cfg.aux_loss, ignore
+            out,
+            targets,
+            class_mask,
+            cfg.focal_alpha,
+            cfg.focal_gamma,
+            cfg.aux_loss,
+            ignore,
+            normaliser,
         )
         if self.distiller is not None:
             teacher_inputs = [(None, f) for f in feats[1:]]
             t_out = self.distiller.teacher_outputs(teacher_inputs, batch["dets"])
             kd, kd_stats = self.distiller.loss(out, t_out, class_mask)
-            loss = loss + kd
-            stats.update(kd_stats)
+            loss = loss + kd / group
+            stats.update({k: v / group for k, v in kd_stats.items()})
         # The loss of the whole global batch (each process holds its share of it).
         stats["loss"] = float(distributed.all_reduce_mean(loss.detach()))
         if not math.isfinite(stats["loss"]):
