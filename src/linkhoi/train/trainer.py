@@ -5,13 +5,13 @@ with teachers it trains a student (stage 2, L_M + distillation). The loop is det
 given the config: the data order of epoch e comes from (seed, e), augmentation from
 (seed, e, image index), so a run that is stopped and resumed ends on the same weights as an
 uninterrupted one. The data side (samples, detections, proposals, augmentation, backbone
-features of a batch) is ``linkhoi.train.batches.TrainData``.
+features of a batch) is ``linkhoi.train.batches.TrainData``; the loss of an optimizer step
+(accumulated micro-batches) is ``linkhoi.train.step``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import signal
@@ -38,7 +38,7 @@ from linkhoi.train.checkpointing import (
 )
 from linkhoi.train.config import ConfigError, TrainConfig, save_config
 from linkhoi.train.distill import Distiller
-from linkhoi.train.losses import count_positives, loss_inputs, matching_loss
+from linkhoi.train.step import StepLoss, step_normaliser
 
 
 class Trainer:
@@ -86,7 +86,7 @@ class Trainer:
         self._init_rows = None
         if self.class_mask is not None:
             self._protect_unseen_rows()
-        self.step_module = _StepModule(
+        self.step_module = StepLoss(
             self.model, self.distiller, cfg.optim, len(self.label_space.hois)
         )
         self.ddp = (
@@ -233,7 +233,9 @@ class Trainer:
             size = min(acc, len(batches) - self.batch_in_epoch)
             group = [next(micro_batches) for _ in range(size)]
             prepared = [self.data.prepare(items, self.epoch) for items in group]
-            normaliser = self._normaliser(prepared)
+            normaliser = step_normaliser(
+                self.model, prepared, self.class_mask, len(self.label_space.hois)
+            )
             stats: dict[str, float] = {}
             for j, (items, batch) in enumerate(zip(group, prepared, strict=True)):
                 self.batch_in_epoch += 1
@@ -286,21 +288,6 @@ class Trainer:
         ):
             return "interrupted" if self._stop_signal is not None else "stopped"
         return "running"
-
-    @torch.no_grad()
-    def _normaliser(self, prepared: list[dict[str, Any]]) -> torch.Tensor:
-        """L_M's divisor for one optimizer step: max(1, positives of all its micro-batches,
-        averaged across processes), what one batch of ``batch_size x accumulate`` images gives
-        (method.md §5). Pairs and targets depend on the boxes only, so no forward pass is needed."""
-        total = torch.zeros((), device=self.device)
-        for batch in prepared:
-            outs = []
-            for det in batch["dets"]:
-                pairs, valid = self.model.pair_layout(det.labels)
-                outs.append({"pairs": pairs, "boxes": det.boxes.float(), "valid": valid})
-            targets, ignore = loss_inputs(outs, batch, len(self.label_space.hois))
-            total = total + count_positives(outs, targets, self.class_mask, ignore)
-        return distributed.all_reduce_mean(total).clamp(min=1.0)
 
     def _optimizer_step(self) -> None:
         if self.cfg.optim.clip_grad > 0:
@@ -361,52 +348,6 @@ class Trainer:
     def load(self, path: str | Path) -> None:
         """Restore a training checkpoint written by ``save``."""
         restore_training_state(self, load_training_checkpoint(path), str(path))
-
-
-class _StepModule(nn.Module):
-    """Student (+ distillation adapters) computing the whole loss; what DDP wraps."""
-
-    def __init__(self, model: nn.Module, distiller: Distiller | None, optim, num_classes: int):
-        super().__init__()
-        self.model = model
-        self.distiller = distiller
-        self.optim = optim
-        self.num_classes = num_classes
-
-    def forward(
-        self,
-        batch: dict[str, Any],
-        class_mask: torch.Tensor | None,
-        normaliser: torch.Tensor | None = None,
-        group: int = 1,
-    ):
-        """This micro-batch's share of one optimizer step's loss: L_M divided by the step's
-        ``normaliser`` (its positives), KD (a mean) divided by the ``group`` size."""
-        cfg = self.optim
-        feats = batch["features"]
-        out = self.model(None, batch["dets"], features=feats[0], aux_logits=cfg.aux_loss)
-        targets, ignore = loss_inputs(out, batch, self.num_classes)
-        loss, stats = matching_loss(
-            out,
-            targets,
-            class_mask,
-            cfg.focal_alpha,
-            cfg.focal_gamma,
-            cfg.aux_loss,
-            ignore,
-            normaliser,
-        )
-        if self.distiller is not None:
-            teacher_inputs = [(None, f) for f in feats[1:]]
-            t_out = self.distiller.teacher_outputs(teacher_inputs, batch["dets"])
-            kd, kd_stats = self.distiller.loss(out, t_out, class_mask)
-            loss = loss + kd / group
-            stats.update({k: v / group for k, v in kd_stats.items()})
-        # The loss of the whole global batch (each process holds its share of it).
-        stats["loss"] = float(distributed.all_reduce_mean(loss.detach()))
-        if not math.isfinite(stats["loss"]):
-            raise FloatingPointError(f"loss is {stats['loss']}: {stats}")
-        return loss, stats
 
 
 def classifier_weight(model: nn.Module) -> torch.Tensor:
