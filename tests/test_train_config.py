@@ -108,6 +108,8 @@ def test_packaged_configs_by_bare_name(tmp_path: Path, monkeypatch: pytest.Monke
     # The demo's values (a tiny random CLIP, a short run), not method.md §7's.
     assert (cfg.optim.lr, cfg.optim.clip_grad, cfg.data.zero_shot) == (1e-3, 1.0, "unseen")
     # A file of that name wins over the packaged config; paths with folders are only paths.
+    Path("synthetic_student.yaml").write_text("optim:\n  epochs: 9\n")  # as --show > NAME.yaml
+    assert load_config("synthetic_student").optim.epochs == 9
     Path("synthetic_teacher").write_text("optim:\n  epochs: 7\n")
     assert load_config("synthetic_teacher").optim.epochs == 7
     with pytest.raises(ConfigError, match="not found.*synthetic_student"):

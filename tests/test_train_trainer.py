@@ -164,6 +164,12 @@ def test_cli_train_and_errors(world, tmp_path: Path, capsys) -> None:
     assert (tmp_path / "run" / "last.pt").exists()
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "lr: 0.001" in saved and str(tmp_path / "run") in saved
+    # Resuming the finished run with one more epoch: a one-line warning names the change.
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "optim.lr=1e-3",
+                 "optim.epochs=2", "--resume"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "linkhoi train: warning:" in err and "optim.epochs: 1 -> 2" in err
+    assert "restore_training_state(" not in err  # no source line under it
     assert main(["train", str(config), "optim.lrr=1"]) == 2
     assert "unknown key 'optim.lrr'" in capsys.readouterr().err
     assert main(["train", str(config), "--out", str(tmp_path / "none"), "--resume"]) == 2

@@ -93,7 +93,9 @@ def load_model(
         except FileNotFoundError:
             raise CheckpointError(f"{where}: no such checkpoint file") from None
         except Exception as err:  # not a torch file, or pickled objects beyond plain data
-            raise CheckpointError(f"{where}: not a loadable linkhoi checkpoint ({err})") from None
+            # torch's weights_only message runs over many lines; its first one says what failed.
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{where}: not a loadable linkhoi checkpoint ({first})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{where}: field 'format' is not {FORMAT!r}")
     if payload.get("version") != VERSION:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning  # one line, without the source line of the call
     try:
         cfg = load_config(args.config, args.overrides)
         if args.teacher:
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"linkhoi train: error: {exc}", file=sys.stderr)
         return 2
     finally:
+        warnings.showwarning = shown
         distributed.cleanup()
     if trainer.dist.is_main:
         stage = "student" if trainer.teachers else "teacher"
@@ -113,3 +117,7 @@ def _list_or_show(name: str | None) -> int:
         print(f"linkhoi train: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"linkhoi train: warning: {message}", file=file or sys.stderr)

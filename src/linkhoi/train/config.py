@@ -251,9 +251,13 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     """Read a YAML config and apply ``key=value`` overrides (paths stay as written).
 
     ``path`` is a file, or the bare name of a packaged config (``synthetic_teacher``; see
-    ``packaged_configs()``) when no such file exists.
+    ``packaged_configs()``) when no such file exists. A local ``NAME.yaml`` (what
+    ``linkhoi train --show NAME > NAME.yaml`` writes) wins over the packaged ``NAME``.
     """
     text, source = None, str(path)
+    if not Path(path).is_file() and Path(f"{path}.yaml").is_file():
+        path = Path(f"{path}.yaml")
+        source = str(path)
     if not Path(path).is_file():
         packaged = _packaged_config(str(path))
         if packaged is not None:
