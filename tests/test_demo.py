@@ -55,4 +55,11 @@ def test_demo_out_must_be_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture
     target.write_text("x")
     assert main(["demo", "--quick", "--out", str(target)]) == 2
     err = capsys.readouterr().err
-    assert "a_file" in err and "not a folder" in err
+    assert "a_file" in err and "it is a file" in err
+    assert main(["demo", "--quick", "--out", str(target / "sub")]) == 2  # a file as a folder
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--out", str(tmp_path / "o"), "--seed", "-1"]) == 2
+    assert "--seed -1: must be >= 0" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--out", str(tmp_path / "o"), "--device", "bogus"]) == 2
+    assert "unknown device 'bogus'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before any work

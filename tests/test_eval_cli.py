@@ -103,6 +103,19 @@ def test_strict_and_bad_input_give_one_clear_error(files, capsys) -> None:
     assert main([*args, "--predictions", str(tmp / "missing.json")]) == 1
     assert "no such predictions file" in capsys.readouterr().err
     assert not (tmp / "o.json").exists()  # nothing half-written
+    # Outputs that cannot be written are refused before anything is evaluated or written.
+    (tmp / "a_file").write_text("x")
+    (tmp / "a_dir").mkdir()
+    run = ["eval", "hico_det", "--annotations", str(ann), "--predictions", str(pred)]
+    for extra, message in [
+        (["--output", str(tmp / "a_dir")], "it is a folder"),
+        (["--output", str(tmp / "a_file" / "o.json")], "is a file, not a folder"),
+        (["--output", str(tmp / "w" / "o.json"), "--export-official", str(tmp / "a_file")],
+         "as the output folder: it is a file"),
+    ]:  # fmt: skip
+        assert main([*run, *extra]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp / "w").exists()  # OUT.json was not written before the export failed
 
 
 def test_export_official_round_trip(files) -> None:

@@ -163,6 +163,21 @@ def test_bad_inputs_give_one_clear_error(world: dict, tmp_path: Path, capsys) ->
         == 2
     )
     assert "not a loadable linkhoi checkpoint" in capsys.readouterr().err
+    # Options and outputs are checked before the model is loaded.
+    (tmp_path / "a_file").write_text("x")
+    dets = ["--detections", str(world["dets"])]
+    for extra, message in [
+        (["--out", str(tmp_path / "a_file")], "as the output folder: it is a file"),
+        (["--top-k", "0"], "--top-k 0: must be >= 1"),
+        (["--threshold", "nan"], "--threshold nan: must be in [0, 1]"),
+        (["--max-draw", "-1"], "--max-draw -1: must be >= 0"),
+        (["--verbs", ",,,"], "--verbs: no class given"),
+        (["--clip-weights", str(tmp_path / "nope.safetensors")], "no such file or folder"),
+        (["--device", "bogus"], "unknown device 'bogus'"),
+    ]:
+        args = [*base[:3], "--out", str(tmp_path / "y"), *dets, *extra]
+        assert _run(args) == 2, extra
+        assert message in capsys.readouterr().err
 
 
 def test_coco_results_with_categories(world: dict, tmp_path: Path) -> None:

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from linkhoi.io import InputError, atomic_open, atomic_path, atomic_write_text, load_json
+from linkhoi.io import (
+    InputError,
+    OutputError,
+    atomic_open,
+    atomic_path,
+    atomic_write_text,
+    check_output_dir,
+    check_output_file,
+    load_json,
+)
 
 
 def test_atomic_path_renames_on_success(tmp_path: Path) -> None:
@@ -74,3 +83,26 @@ def test_gzip_json_truncated_or_not_gzip_is_one_error(tmp_path: Path) -> None:
     fake.write_text('{"images": []}')  # plain json under a .gz name
     with pytest.raises(InputError, match=r"fake\.json\.gz.*not a complete gzip file"):
         load_json(fake)
+
+
+def test_outputs_that_cannot_be_written_are_refused_first(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    cases = [
+        (folder, "it is a folder"),
+        (a_file / "x.json", "is a file, not a folder"),
+        (Path("/dev/null"), "not a regular file"),  # renaming over it would replace the device
+    ]
+    for target, message in cases:
+        with pytest.raises(OutputError, match=message):
+            atomic_write_text(target, "text")
+        with pytest.raises(OutputError, match=message):
+            check_output_file(target)
+    assert a_file.read_text() == "keep" and Path("/dev/null").is_char_device()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder"]  # no .tmp left
+    assert isinstance(OutputError("x"), OSError) and isinstance(OutputError("x"), ValueError)
+    with pytest.raises(OutputError, match="as the output folder: it is a file"):
+        check_output_dir(a_file)
+    assert check_output_dir(tmp_path / "new" / "dir") == tmp_path / "new" / "dir"

@@ -167,3 +167,28 @@ def test_train_cli_lists_and_shows_packaged_configs(
     assert "no packaged config of that name" in capsys.readouterr().err
     assert main(["train"]) == 2
     assert "give a CONFIG" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=.nan", r"optim.lr is nan; it must be > 0"),
+        ("optim.lr=-1", r"optim.lr is -1.0; it must be > 0"),
+        ("optim.batch_size=0", r"optim.batch_size is 0; it must be >= 1"),
+        ("optim.accumulate=0", r"optim.accumulate is 0; it must be >= 1"),
+        ("optim.epochs=-1", r"optim.epochs is -1; it must be >= 1"),
+        ("data.format=nope", r"data.format is 'nope'; it must be one of"),
+        ("data.train={path: null}", r"data.train needs a path"),
+        ("runtime.seed=-1", r"runtime.seed is -1; it must be >= 0"),
+    ],
+)
+def test_values_no_run_can_use(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config("synthetic_teacher", [override])
+
+
+def test_config_file_that_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 0.001\n", encoding="utf-16")
+    with pytest.raises(ConfigError, match=r"c.yaml: not a UTF-8 YAML text file"):
+        load_config(path)

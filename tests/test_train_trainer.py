@@ -170,6 +170,12 @@ def test_cli_train_and_errors(world, tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "linkhoi train: warning:" in err and "optim.epochs: 1 -> 2" in err
     assert "restore_training_state(" not in err  # no source line under it
+    # Resuming into a model of other sizes: one line naming the first tensor that differs.
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "optim.lr=1e-3",
+                 "optim.epochs=2", "model.d_model=16", "--resume"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "does not fit the configured model (size mismatch for" in err[-1]
+    assert "tensor(s) differ)" in err[-1]
     assert main(["train", str(config), "optim.lrr=1"]) == 2
     assert "unknown key 'optim.lrr'" in capsys.readouterr().err
     assert main(["train", str(config), "--out", str(tmp_path / "none"), "--resume"]) == 2

@@ -165,14 +165,21 @@ def _run(args: argparse.Namespace) -> int:
     from linkhoi import labels
     from linkhoi.data import read_generic
     from linkhoi.detections import FileDetections, GroundTruthDetections
+    from linkhoi.devices import resolve_device
+    from linkhoi.io import check_output_dir
     from linkhoi.model.checkpoint import load_model
 
     mode = "quick" if args.quick else "default"
     s = SETTINGS[mode]
     progress = not args.no_progress
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise DemoError(f"--out {out}: exists and is not a folder")
+    try:  # the options are checked before the long work starts
+        check_output_dir(out)
+        resolve_device(None if args.device == "auto" else args.device)
+    except ValueError as err:
+        raise DemoError(str(err)) from None
+    if args.seed < 0:
+        raise DemoError(f"--seed {args.seed}: must be >= 0")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     times: dict[str, float] = {}

@@ -5,7 +5,8 @@
 - `load_json`: parse a json file (gzipped when named ``*.gz``), every failure one `InputError`
   (or subclass) naming the file;
 - `atomic_path` / `atomic_open` / `atomic_write_text`: write beside the target, then rename
-  over it (`atomic_open` gzips a ``*.gz`` target);
+  over it (`atomic_open` gzips a ``*.gz`` target); `check_output_file` / `check_output_dir`
+  refuse targets that cannot be written (`OutputError`) before any work is done;
 - `box_faults`: the box rules every reader checks (finite, ordered, inside the image);
   `is_number`: a json number that is not a bool.
 """
@@ -100,17 +101,59 @@ def _plain_file_mode() -> int:
 _PLAIN_FILE_MODE = _plain_file_mode()
 
 
+class OutputError(OSError, ValueError):
+    """An output path that cannot be written: its message names the path and why.
+
+    Both an ``OSError`` and a ``ValueError``, so every command's error handling reports it."""
+
+
+def _check_parents(path: Path) -> None:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(
+                    f"cannot write {str(path)!r}: {str(parent)!r} is a file, not a folder"
+                )
+            return
+
+
+def check_output_file(path: str | Path) -> Path:
+    """Raise `OutputError` unless ``path`` can be (re)placed by a regular file: not a folder,
+    not a device or pipe (such as /dev/null: renaming over it would replace the device), and no
+    file where one of its folders should be. Returns the path."""
+    path = Path(path)
+    if not path.name or path.is_dir():
+        raise OutputError(f"cannot write {str(path)!r}: it is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"cannot write {str(path)!r}: it exists and is not a regular file")
+    _check_parents(path)
+    return path
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """Raise `OutputError` unless ``path`` is, or can be created as, a folder. Returns it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"cannot use {str(path)!r} as the output folder: it is a file")
+    _check_parents(path)
+    return path
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside ``path``, renamed over it once the block ends without error.
 
     The file ``.{name}.XXXX{suffix}`` is created (empty, closed) in the same folder, created
     if needed; keep ``suffix`` where a writer infers the format from it (``.png``, ``.mat``).
-    On any error it is removed and ``path`` left untouched.
+    On any error it is removed and ``path`` left untouched. A ``path`` that cannot take a file
+    (see `check_output_file`) raises `OutputError` before anything is written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    path = check_output_file(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as err:
+        raise OutputError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
     os.close(fd)
     tmp = Path(name)
     try:

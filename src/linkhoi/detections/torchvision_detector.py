@@ -105,7 +105,9 @@ class TorchvisionDetector:
         self.weights = Path(weights)
         self.label_space = load(label_space)
         self.score_threshold = float(score_threshold)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        from linkhoi.devices import resolve_device
+
+        self.device = resolve_device(device)
         state = _read_state_dict(self.weights)  # before building: bad files fail fast
         model = builder(weights=None, weights_backbone=None, num_classes=91, **model_kwargs)
         try:

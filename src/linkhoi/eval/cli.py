@@ -123,15 +123,23 @@ def _class_names(evaluator: Any, result: EvalResult) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write OUT.json + per_class_ap.csv (+ png, + official export), print a table."""
     from linkhoi.eval.report import format_table, plot_per_class, write_per_class_csv
+    from linkhoi.io import check_output_dir, check_output_file
 
+    out: Path = args.output
     try:
+        # Every output is checked first: a bad one must not leave the others half done.
+        check_output_file(out)
+        check_output_file(out.parent / "per_class_ap.csv")
+        if args.plot:
+            check_output_file(out.parent / "per_class_ap.png")
+        if args.export_official is not None:
+            check_output_dir(args.export_official)
         evaluator = build_evaluator(args)
         result = evaluate_file(evaluator, args.predictions, args.benchmark)
     except (TripletFileError, EvalError, ValueError, OSError) as err:
         # DatasetError and LabelError are ValueErrors with a message naming file/image/field
         print(f"linkhoi eval: error: {err}", file=sys.stderr)
         return 1
-    out: Path = args.output
     result.to_json(out)
     names = _class_names(evaluator, result)
     csv_path = write_per_class_csv(out.parent / "per_class_ap.csv", result.per_class, names)

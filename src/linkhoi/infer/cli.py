@@ -90,17 +90,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from linkhoi.devices import resolve_device
     from linkhoi.eval.triplets import write_triplets
     from linkhoi.infer.draw import draw_triplets
     from linkhoi.infer.predictor import InferenceError, Predictor
     from linkhoi.infer.sources import expand_images, make_detector
+    from linkhoi.io import check_output_dir, check_output_file
     from linkhoi.model.text import parse_prompt_list
 
     if (args.detector is None) == (args.detections is None):
         make_detector(None, args.detector, None, args.detections)  # raises the clear message
+    check_output_dir(args.out)
+    check_output_file(Path(args.out) / "triplets.json")
+    resolve_device(args.device)
+    if args.top_k is not None and args.top_k < 1:
+        raise InferenceError(f"--top-k {args.top_k}: must be >= 1")
+    if not 0.0 <= args.threshold <= 1.0:  # also refuses nan
+        raise InferenceError(f"--threshold {args.threshold}: must be in [0, 1]")
+    if args.max_draw < 0:
+        raise InferenceError(f"--max-draw {args.max_draw}: must be >= 0")
+    if args.clip_weights is not None and not Path(args.clip_weights).exists():
+        raise InferenceError(f"--clip-weights {args.clip_weights}: no such file or folder")
     images = expand_images(args.images)
-    verbs = parse_prompt_list(args.verbs) if args.verbs else None
-    hois = parse_hois(args.hois) if args.hois else None
+    verbs = parse_prompt_list(args.verbs) if args.verbs is not None else None
+    hois = parse_hois(args.hois) if args.hois is not None else None
+    for flag, given in (("--verbs", verbs), ("--hois", hois)):
+        if given is not None and not given:
+            raise InferenceError(f"{flag}: no class given")
     predictor = Predictor.from_checkpoint(
         args.checkpoint, clip_weights=args.clip_weights, device=args.device
     )

@@ -73,7 +73,9 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 
 def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from linkhoi.devices import resolve_device
+
+    return resolve_device(None)
 
 
 @contextmanager

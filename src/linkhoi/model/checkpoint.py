@@ -109,7 +109,9 @@ def load_model(
     label_space = LabelSpace.from_dict(_field(payload, "label_space", where))
     info = _field(payload, "backbone", where)
     state = _field(payload, "model", where)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from linkhoi.devices import resolve_device
+
+    device = resolve_device(device)
 
     included, random_init = bool(info.get("included")), bool(info.get("random"))
     weights = None

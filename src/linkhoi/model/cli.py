@@ -31,9 +31,12 @@ def _matching_backbone(arch: dict[str, int]) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from linkhoi.io import OutputError, check_output_file
+
     try:
+        check_output_file(args.dst)
         result = convert_openai_archive(args.src, args.dst)
-    except ClipLoadError as exc:
+    except (ClipLoadError, OutputError) as exc:
         print(f"linkhoi convert-clip: error: {exc}", file=sys.stderr)
         return 2
     arch = result["architecture"]

@@ -82,12 +82,31 @@ class LinkConfig:
             raise ConfigError(f"LinkConfig.proposals must be a mapping, got {self.proposals!r}")
         from linkhoi.detections.proposals import filter_proposals  # no import cycle at load
 
-        known = set(inspect.signature(filter_proposals).parameters) - {"dets", "human_label"}
+        params = inspect.signature(filter_proposals).parameters
+        known = set(params) - {"dets", "human_label"}
         unknown = sorted(set(self.proposals) - known)
         if unknown:
             raise ConfigError(
                 f"LinkConfig.proposals: unknown key(s) {unknown}; known: {sorted(known)}"
             )
+        for key, value in self.proposals.items():
+            default = params[key].default  # its type is the one expected (int, float or bool)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = (
+                isinstance(value, bool)
+                if isinstance(default, bool)
+                else number and math.isfinite(value) and value >= 0
+                and (isinstance(value, int) or not isinstance(default, int))
+            )  # fmt: skip
+            if not ok:
+                rule = (
+                    "true or false"
+                    if isinstance(default, bool)
+                    else "an integer >= 0"
+                    if isinstance(default, int)
+                    else "a finite number >= 0"
+                )
+                raise ConfigError(f"LinkConfig.proposals.{key} must be {rule}, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"LinkConfig.dropout must be in [0, 1), got {self.dropout}")
         if not (self.logit_scale_init > 0 and math.isfinite(self.logit_scale_init)):

@@ -222,7 +222,9 @@ def create_model(
     from linkhoi.model.text import text_embeddings
 
     label_space = labels.load(label_space)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from linkhoi.devices import resolve_device
+
+    device = resolve_device(device)
     clip_model, info = load_clip(config.backbone, clip_weights, config.image_size, device)
     text = text_embeddings(clip_model, info, label_space, config.text_template, cache_dir)
     return LinkModel(config, label_space, ClipBackbone(clip_model, info), text).to(device)

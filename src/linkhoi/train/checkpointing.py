@@ -139,7 +139,14 @@ def restore_training_state(trainer: Any, ckpt: dict[str, Any], where: str) -> No
             stacklevel=2,
         )
     # Large backbones are not stored (model_payload): only backbone keys may be missing.
-    result = trainer.model.load_state_dict(ckpt["model"], strict=False)
+    try:
+        result = trainer.model.load_state_dict(ckpt["model"], strict=False)
+    except RuntimeError as err:  # shapes differ: torch lists every tensor; the first says enough
+        lines = [ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln]
+        raise CheckpointError(
+            f"{where}: field 'model' does not fit the configured model ("
+            f"{lines[0] if lines else str(err).splitlines()[0]}; {len(lines)} tensor(s) differ)"
+        ) from None
     missing = [k for k in result.missing_keys if not k.startswith("backbone.")]
     if missing or result.unexpected_keys:
         raise CheckpointError(

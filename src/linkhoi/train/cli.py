@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from linkhoi.data import DatasetError
     from linkhoi.detections import DetectionError
+    from linkhoi.devices import DeviceError
     from linkhoi.labels import LabelError
     from linkhoi.model.checkpoint import CheckpointError as ModelCheckpointError
     from linkhoi.model.clip_loading import ClipLoadError
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         CheckpointError,
         ModelCheckpointError,
         ClipLoadError,
+        DeviceError,
         OSError,
     ) as exc:
         print(f"linkhoi train: error: {exc}", file=sys.stderr)

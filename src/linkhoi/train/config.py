@@ -10,6 +10,7 @@ outputs (``config.yaml``) and stores in checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -28,6 +29,9 @@ if typing.TYPE_CHECKING:
 
 class ConfigError(ValueError):
     """A configuration file or override is wrong; the message names the file and the key."""
+
+
+DATASET_FORMATS = ("generic", "hico_det", "vcoco", "swig_hoi")  # `read_dataset` kinds
 
 
 @dataclass
@@ -125,6 +129,30 @@ class TrainConfig:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def validate(self, source: str = "config") -> TrainConfig:
+        """Raise one `ConfigError` for values no run can use (types are checked on setting)."""
+        o, d, r = self.optim, self.data, self.runtime
+        checks = [
+            ("optim.lr", o.lr, 0 < o.lr < math.inf, "> 0"),
+            ("optim.weight_decay", o.weight_decay, 0 <= o.weight_decay < math.inf, ">= 0"),
+            ("optim.lr_gamma", o.lr_gamma, 0 < o.lr_gamma < math.inf, "> 0"),
+            ("optim.clip_grad", o.clip_grad, 0 <= o.clip_grad < math.inf, ">= 0"),
+            ("optim.epochs", o.epochs, o.epochs >= 1, ">= 1"),
+            ("optim.batch_size", o.batch_size, o.batch_size >= 1, ">= 1"),
+            ("optim.accumulate", o.accumulate, o.accumulate >= 1, ">= 1"),
+            ("optim.focal_gamma", o.focal_gamma, 0 <= o.focal_gamma < math.inf, ">= 0"),
+            ("distill.temperature", self.distill.temperature, self.distill.temperature > 0, "> 0"),
+            ("runtime.seed", r.seed, r.seed >= 0, ">= 0"),
+            ("runtime.max_steps", r.max_steps, r.max_steps >= 0, ">= 0"),
+            ("data.format", d.format, d.format in DATASET_FORMATS, f"one of {DATASET_FORMATS}"),
+        ]
+        for key, value, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"{source}: {key} is {value!r}; it must be {rule}")
+        if d.train and not isinstance(d.train.get("path", d.train.get("vcoco_json")), str):
+            raise ConfigError(f"{source}: data.train needs a path (a file name), got {d.train!r}")
+        return self
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
@@ -273,8 +301,10 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({exc})") from None
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise ConfigError(f"{source}: not a UTF-8 YAML text file ({exc})") from None
     cfg = TrainConfig.from_dict(data, source=source)
-    return apply_overrides(cfg, overrides or [])
+    return apply_overrides(cfg, overrides or []).validate(source)
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> None:

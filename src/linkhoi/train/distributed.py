@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from linkhoi.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -31,21 +33,12 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> cuda:LOCAL_RANK when CUDA is available, else cpu."""
-    if name == "auto":
-        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    elif name == "cuda":
-        name = f"cuda:{local_rank}"
-    return torch.device(name)
-
-
 def setup(device: str = "auto") -> DistInfo:
     """Join the torchrun process group when the environment says so; else a single process."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank)
+    dev = resolve_device(device, local_rank)  # DeviceError for names unusable here
     if world_size > 1 and not dist.is_initialized():
         if "MASTER_ADDR" not in os.environ:
             raise RuntimeError("WORLD_SIZE > 1 but MASTER_ADDR is not set: launch with torchrun")

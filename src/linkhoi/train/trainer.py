@@ -50,6 +50,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, resume: bool = False):
+        config.validate()
         from linkhoi import labels
         from linkhoi.model.config import LinkConfig
         from linkhoi.model.link import create_model
