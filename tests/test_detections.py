@@ -334,6 +334,11 @@ def test_ground_truth() -> None:
     assert GroundTruthDetections([unsized]).detect(
         "u.jpg", Image.new("RGB", (70, 50))
     ).image_size == (70, 50)
+    assert src.detect("g.jpg", Image.new("RGB", (64, 48))).image_size == (64, 48)
+    with pytest.raises(
+        DetectionError, match=r"image 'g.jpg', field 'width'.*64x48 but it is 48x64"
+    ):
+        src.detect("g.jpg", Image.new("RGB", (48, 64)))  # e.g. an EXIF-rotated photo
     with pytest.raises(DetectionError, match="no ground-truth sample"):
         src.detect("other.jpg")
     with pytest.raises(DetectionError, match="duplicate file name"):

@@ -113,9 +113,11 @@ class TorchvisionDetector:
         try:
             model.load_state_dict(state)
         except RuntimeError as err:  # missing keys or shape mismatches: another architecture
-            first = str(err).splitlines()[0]
+            # torch's first line only says "Error(s) in loading state_dict"; the next names a key.
+            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+            detail = "; ".join(lines[1:2]) or lines[0]
             raise DetectionError(
-                f"weights do not fit torchvision detector {name!r}: {first}", self.weights
+                f"weights do not fit torchvision detector {name!r}: {detail[:300]}", self.weights
             ) from None
         self.model = model.to(self.device).eval()
         self.table = coco_to_label_space(self.label_space).to(self.device)
