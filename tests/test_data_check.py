@@ -60,13 +60,18 @@ def test_hico_check_empty_root(tmp_path: Path) -> None:
     ]
 
 
-def test_vcoco_check_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = tmp_path / "v-coco"
+def vcoco_layout(root: Path, instances: dict | None = None, ids: bytes = b"10\n20\n") -> Path:
     (root / "data" / "vcoco").mkdir(parents=True)
     (root / "data" / "splits").mkdir()
     (root / "data" / "vcoco" / "vcoco_test.json").write_text(json.dumps(make_vcoco()))
-    (root / "data" / "instances_vcoco_all_2014.json").write_text(json.dumps(make_instances()))
-    (root / "data" / "splits" / "vcoco_test.ids").write_text("10\n20\n")
+    inst = make_instances() if instances is None else instances
+    (root / "data" / "instances_vcoco_all_2014.json").write_text(json.dumps(inst))
+    (root / "data" / "splits" / "vcoco_test.ids").write_bytes(ids)
+    return root
+
+
+def test_vcoco_check_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = vcoco_layout(tmp_path / "v-coco")
     (root / "coco" / "images" / "val2014").mkdir(parents=True)
     (root / "coco" / "images" / "train2014").mkdir(parents=True)
     for i in (10, 20):
@@ -90,3 +95,19 @@ def test_swig_check_ok_exit_code_zero(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["data", "check", "--dataset", "swig_hoi", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "images_512: 3\n" in out and "annotated images: 3\n" in out and out.endswith("OK\n")
+
+
+@pytest.mark.parametrize(
+    ("instances", "ids", "message"),
+    [
+        ({"images": [], "annotations": None}, b"10\n20\n",
+         "instances_vcoco_all_2014.json', field 'annotations': expected a list, got None"),
+        (None, b"10\n\xff\xfe20\n", "vcoco_test.ids', field 'line 2': not UTF-8 text"),
+        (None, b"10\n10\n20\n",
+         "vcoco_test.ids', field 'line 2': duplicate image id 10 (also on line 1)"),
+    ],
+)  # fmt: skip
+def test_vcoco_check_reports_malformed_files(tmp_path: Path, instances, ids, message) -> None:
+    report = check_dataset("vcoco", vcoco_layout(tmp_path / "v", instances, ids))
+    bad = [p for p in report.problems if p.startswith("data/vcoco/vcoco_test.json (test): ")]
+    assert len(bad) == 1 and message in bad[0], report.problems

@@ -134,6 +134,25 @@ def test_label_space_file_relative_to_json(tmp_path: Path) -> None:
         (lambda im: im["boxes"][1].update(box=[50, 100, 400, 250]), "boxes[1]", "outside"),
         (lambda im: im["hois"][0].update(verb="eat"), "hois[0].verb", "not an HOI class"),
         (lambda im: im["hois"][0].update(object=2), "hois[0].object", "out of range"),
+        (lambda im: im["boxes"][1].update(label=["horse"]), "boxes[1].label", "got \\['horse'\\]"),
+        (lambda im: im["boxes"][1].update(label={"a": 1}), "boxes[1].label", "a string"),
+        (lambda im: im["boxes"][1].update(label=None), "boxes[1].label", "got None"),
+        (lambda im: im["boxes"][1].update(unannotated="no"), "boxes[1].unannotated", "true or"),
+        (lambda im: im.update(width=-5), "width", "positive integer, got -5$"),
+        (lambda im: im.update(height=0), "height", "positive integer, got 0$"),
+        (lambda im: im.update(width="320"), "width", "positive integer, got '320'$"),
+        (lambda im: im.update(width=320.5), "width", "positive integer, got 320.5$"),
+        (lambda im: im.pop("height"), "height", "positive integer, got None$"),
+        (lambda im: im.update(hois={}), "hois", r"expected a list \(\[\] for none\), got \{\}"),
+        (lambda im: im.update(hois=None), "hois", r"expected a list .*got None"),
+        (lambda im: im.pop("hois"), "hois", r"expected a list .*missing"),
+        (lambda im: im.update(boxes=None), "boxes", r"expected a list .*got None"),
+        (lambda im: im["hois"][0].update(verb=["ride"]), "hois[0].verb", "must be a string"),
+        (
+            lambda im: im["hois"][0].update(human=1, object=0),
+            "hois[0].human",
+            "box 1 is a 'horse', not a 'person'",
+        ),
     ],
 )
 def test_bad_input(tmp_path: Path, edit, field: str, match: str) -> None:
@@ -154,3 +173,20 @@ def test_bad_files(tmp_path: Path) -> None:
         read_generic(_write(tmp_path, dict(DOC, label_space="no_such_space")))
     with pytest.raises(DatasetError, match="not a 'linkhoi-annotations' file"):
         read_generic(_write(tmp_path, [1, 2]))
+
+
+def test_empty_file_name(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(DOC))
+    doc["images"][0]["file_name"] = ""
+    with pytest.raises(DatasetError, match=r"ann\.json', image '#0', field 'file_name': empty"):
+        read_generic(_write(tmp_path, doc))
+
+
+def test_unknown_size_is_left_out_and_read_back_as_zero(tmp_path: Path) -> None:
+    (s,) = read_generic(_write(tmp_path, DOC))
+    s.width = s.height = 0  # e.g. read from a PPDM json without its images
+    path = tmp_path / "out.json"
+    write_generic(path, [s], "hico_det")
+    assert "width" not in json.loads(path.read_text())["images"][0]
+    (back,) = read_generic(path)
+    assert (back.width, back.height) == (0, 0) and back == s

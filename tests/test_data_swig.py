@@ -117,6 +117,8 @@ def test_read_swig(tmp_path: Path) -> None:
             "unknown action id",
         ),
         (lambda r: r[1].update(file_name="surfing_1.jpg"), "file_name", "duplicate"),
+        (lambda r: r[0].update(height=-1), "height", r"expected a positive integer, got -1$"),
+        (lambda r: r[0].update(width=0), "width", r"expected a positive integer, got 0$"),
     ],
 )
 def test_bad_input(tmp_path: Path, change, field: str, match: str) -> None:

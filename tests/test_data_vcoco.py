@@ -212,3 +212,91 @@ def test_bad_input(tmp_path: Path) -> None:
             **{k: v for k, v in write_split(tmp_path).items() if k != "vcoco_json"},
         )
     assert "trunc.json" in str(err.value)
+
+
+def _edit_vcoco(edit) -> list[dict]:
+    vcoco = make_vcoco()
+    edit(vcoco)
+    return vcoco
+
+
+def _edit_instances(edit) -> dict:
+    inst = make_instances()
+    edit(inst)
+    return inst
+
+
+INSTANCES = "instances_vcoco_all_2014.json"
+NAME_10 = "COCO_val2014_000000000010.jpg"
+
+
+@pytest.mark.parametrize(
+    ("kw", "file", "image", "field", "match"),
+    [
+        (
+            {"vcoco": _edit_vcoco(lambda v: v[0].update(role_object_id=None))},
+            "vcoco_test.json", None, "[0].role_object_id", "expected a list, got None",
+        ),
+        (
+            {"vcoco": _edit_vcoco(lambda v: v[2].update(label={}))},
+            "vcoco_test.json", None, "[2].label", r"expected a list, got \{\}",
+        ),
+        (
+            {"vcoco": _edit_vcoco(lambda v: v[0].update(role_name="agent"))},
+            "vcoco_test.json", None, "[0].role_name", "expected a list, got 'agent'",
+        ),
+        (
+            {"vcoco": _edit_vcoco(lambda v: v[0].update(role_name=["agent", 3]))},
+            "vcoco_test.json", None, "[0].role_name", "expected a list of role names",
+        ),
+        (
+            {"vcoco": _edit_vcoco(lambda v: v[0].update(action_name=["hold"]))},
+            "vcoco_test.json", None, "[0].action_name", "verb name must be a string",
+        ),
+        (
+            {"instances": _edit_instances(lambda i: i.update(annotations=None))},
+            INSTANCES, None, "annotations", "expected a list, got None",
+        ),
+        (
+            {"instances": _edit_instances(lambda i: i.update(images={}))},
+            INSTANCES, None, "images", r"expected a list, got \{\}",
+        ),
+        (
+            {"instances": _edit_instances(lambda i: i["annotations"].__setitem__(2, [1, 2]))},
+            INSTANCES, None, "annotations[2]", "expected an object",
+        ),
+        (
+            {"instances": _edit_instances(lambda i: i["images"].__setitem__(1, "x"))},
+            INSTANCES, None, "images[1]", "expected an object",
+        ),
+        (
+            {"instances": _edit_instances(lambda i: i["annotations"][3].update(area="x"))},
+            INSTANCES, NAME_10, "annotations[3].area", "expected a number, got 'x'",
+        ),
+        (  # same image: the person's role object used to be blamed on vcoco_test.json
+            {"instances": _edit_instances(lambda i: i["annotations"][3].update(id=101))},
+            INSTANCES, None, "annotations[3].id", r"duplicate annotation id 101 \(also annotations\[0\]\)",
+        ),
+        (  # outside the split: used to be accepted
+            {"instances": _edit_instances(lambda i: i["annotations"][9].update(id=202))},
+            INSTANCES, None, "annotations[9].id", r"duplicate annotation id 202 \(also annotations\[8\]\)",
+        ),
+        (
+            {"instances": _edit_instances(lambda i: i["images"][2].update(id=10))},
+            INSTANCES, None, "images[2].id", r"duplicate image id 10 \(also images\[0\]\)",
+        ),
+        (
+            {"ids": "10\n20\n20\n"},
+            "vcoco_test.ids", None, "line 3", r"duplicate image id 20 \(also on line 2\)",
+        ),
+    ],
+)  # fmt: skip
+def test_malformed_files_give_one_dataset_error(tmp_path, kw, file, image, field, match) -> None:
+    _raises(tmp_path, match, file, image, field, **kw)
+
+
+def test_ids_file_that_is_not_utf8(tmp_path: Path) -> None:
+    paths = write_split(tmp_path)
+    paths["ids_file"].write_bytes(b"10\n\xff\xfe20\n")
+    with pytest.raises(DatasetError, match=r"vcoco_test\.ids', field 'line 2': not UTF-8 text"):
+        read_vcoco(**paths)

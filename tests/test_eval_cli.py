@@ -183,7 +183,8 @@ def test_swig_hoi_through_the_cli(tmp_path) -> None:
     assert (tmp_path / "per_class_ap.csv").is_file()
 
 
-def test_vcoco_through_the_cli(tmp_path) -> None:
+def _vcoco_files(tmp_path) -> list[str]:
+    """Tiny official V-COCO files (one image, 42); the CLI arguments naming them."""
     vc = load("vcoco")
     roles_by_verb = vc.extra["roles_by_verb"]
     entries = []
@@ -204,6 +205,12 @@ def test_vcoco_through_the_cli(tmp_path) -> None:
     (tmp_path / "v.json").write_text(json.dumps(entries))
     (tmp_path / "i.json").write_text(json.dumps(inst))
     (tmp_path / "t.ids").write_text("42\n")
+    return ["--annotations", str(tmp_path / "v.json"), "--instances", str(tmp_path / "i.json"),
+            "--ids", str(tmp_path / "t.ids")]  # fmt: skip
+
+
+def test_vcoco_through_the_cli(tmp_path) -> None:
+    gt_args = _vcoco_files(tmp_path)
     # GT after V-COCO's conversion: person [0, 0, 49, 99], horse [0, 50, 99, 99]
     dets = [
         {"human_box": [0, 0, 49, 99], "object_box": [0, 50, 99, 99], "verb": "ride",
@@ -213,9 +220,7 @@ def test_vcoco_through_the_cli(tmp_path) -> None:
     ]  # fmt: skip
     pred = write_triplets(tmp_path / "p.jsonl", [("COCO_val2014_000000000042.jpg", dets)], "vcoco")
     out = tmp_path / "o.json"
-    assert main(["eval", "vcoco", "--annotations", str(tmp_path / "v.json"), "--instances",
-                 str(tmp_path / "i.json"), "--ids", str(tmp_path / "t.ids"), "--predictions",
-                 str(pred), "--output", str(out)]) == 0  # fmt: skip
+    assert main(["eval", "vcoco", *gt_args, "--predictions", str(pred), "--output", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["benchmark"] == "vcoco"
     assert set(res["role_ap"]) == {"scenario_1", "scenario_2"}
@@ -244,3 +249,41 @@ def test_image_labels_through_the_cli(files, capsys) -> None:
     assert main([*args, "--setting", "known_object"]) == 0
     res = json.loads((tmp / "ko.json").read_text())
     assert res["per_class_ap"][str(LS.hois[RIDE].id)] == pytest.approx(14 / 33, abs=1e-12)
+
+
+@pytest.mark.parametrize("box", [[1], "0.5", True, -5, 1e30])
+def test_vcoco_cli_rejects_a_malformed_object_box(tmp_path, capsys, box) -> None:
+    gt_args = _vcoco_files(tmp_path)
+    name = "COCO_val2014_000000000042.jpg"
+    dets = [
+        {"human_box": [0, 0, 49, 99], "object_box": None, "verb": "ride", "score": 0.8},
+        {"human_box": [0, 0, 49, 99], "object_box": box, "verb": "ride", "role": "instr",
+         "score": 0.9},
+    ]  # fmt: skip
+    pred = tmp_path / "p.json"
+    pred.write_text(
+        json.dumps({"label_space": "vcoco", "images": [{"file_name": name, "detections": dets}]})
+    )
+    for strict in ([], ["--strict"]):
+        out = tmp_path / "o.json"
+        args = ["eval", "vcoco", *gt_args, "--predictions", str(pred), "--output", str(out)]
+        assert main([*args, *strict]) == 1
+        err = capsys.readouterr().err
+        assert re.search(
+            rf"{re.escape(str(pred))}: image '{name}', detection 1: field 'object_box' must be", err
+        ), err
+        assert err.count("\n") == 1 and not out.exists()
+
+
+def test_bad_header_through_the_cli(files, capsys) -> None:
+    ann, _, tmp = files
+    bad = tmp / "bad.jsonl"
+    bad.write_text(
+        '{"format": "hoi-triplets", "version": 99}\n'
+        + json.dumps({"file_name": NAMES[0], "detections": []})
+        + "\n"
+    )
+    args = ["eval", "hico_det", "--annotations", str(ann), "--output", str(tmp / "o.json")]
+    assert main([*args, "--predictions", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: field 'version' is 99; only version 1 is supported" in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -76,6 +77,23 @@ def test_pixel_iou_plus_one() -> None:
     # row 2: disjoint (iw = 10 - 11 + 1 = 0); row 3: one pixel each -> 1; row 4: 1 / 199
     np.testing.assert_array_equal(pixel_iou(a, b)[:3], [0.5, 0.0, 1.0])
     assert pixel_iou(a, b)[3] == pytest.approx(1 / 199)
+
+
+def test_huge_boxes_give_no_overflow_warning() -> None:
+    # 1e300 boxes are finite, so valid; their area overflows to inf: IoU 0, silently
+    gt, preds = hand_case()
+    big = 1e300
+    for huge in ([0, 0, big, big], [-big, -big, big, big], [big] * 4, [-1.7e308, 1, 1.7e308, 9]):
+        extra = {k: v + [det(huge, O, RIDE_BIKE, 0.01), det(H, huge, RIDE_BIKE, 0.02)]
+                 for k, v in preds.items()}  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ev = run(gt, extra)
+            iou = pixel_iou(np.array([huge, H], float), np.array([H, huge], float))
+            ap = ap_of(ev, RIDE_BIKE)
+        assert iou.tolist() == [0.0, 0.0]
+        # four FPs ranked last leave the hand case's AP (8.4 / 11) unchanged
+        assert ap == pytest.approx(8.4 / 11, abs=1e-12)
 
 
 def hand_case() -> tuple[list, dict]:

@@ -148,6 +148,10 @@ def test_names_ids_and_ambiguous_names():
         evaluate(gt, {"a": [bad]})
     with pytest.raises(EvalError, match="object_box"):
         evaluate(gt, {"a": [{**by_ids, "object_box": None}]})
+    # a malformed box beside a null one is named, not broadcast into the array
+    for box in ([1], "0.5", True, -5, 1e30):
+        with pytest.raises(EvalError, match=r"image 'a', detection 0: field 'object_box' must be"):
+            evaluate(gt, {"a": [{**by_ids, "object_box": box}, {**by_ids, "object_box": None}]})
     # A (verb, object) pair that is no interaction: ignored and counted, an error when strict.
     pairs = {(x.verb_id, x.object_id) for x in LS.hois}
     other = next(o for o in range(1000) if (h.verb_id, o) not in pairs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -203,6 +204,44 @@ def test_bad_detections_give_one_clear_error():
         ev.process("a", [det("ride", [0, 0, 9, 9], 0.5, None, "obj")])
     with pytest.raises(EvalError, match="unknown verb"):
         ev.process("a", [det("fly", [0, 0, 9, 9], 0.5)])
+
+
+@pytest.mark.parametrize("box", [[1], "0.5", True, -5, 1e30, [5, 5, 1, 1], ["1", "2", "3", "4"]])
+def test_malformed_object_box_is_rejected_as_hico_det_does(box):
+    # beside an agent-only detection (object_box null, allowed here) the bad box used to be
+    # broadcast or parsed into the array and accepted
+    gt = [sample("a", [[0, 0, 9, 9]], [PERSON], [HOIPair(0, None, cls("stand"))])]
+    dets = [det("stand", [0, 0, 9, 9], 0.9), det("hold", [0, 0, 9, 9], 0.5, box, "obj")]
+    for strict in (False, True):
+        ev = VCOCOEvaluator(gt, LS, strict=strict)
+        ev.predictions_source = "p.json"
+        with pytest.raises(
+            EvalError, match=r"^p\.json: image 'a', detection 1: field 'object_box'"
+        ):
+            ev.process("a", dets)
+    ev = VCOCOEvaluator(gt, LS)
+    ev.process("a", [dets[0]])  # null alone: the agent score, accepted
+    assert agent(ev.evaluate().summary, "stand") == 1.0
+
+
+def test_huge_boxes_give_no_warning_and_the_right_matches():
+    # 1e300 is beyond float32: clipped, not inf (inf - inf made a NaN IoU and broke matching)
+    gt = [sample("a", [[0, 0, 9, 9], [20, 20, 40, 40], [5, 5, 8, 8]], [PERSON, PERSON, CUP],
+                 [HOIPair(0, None, cls("stand")), HOIPair(1, None, cls("stand")),
+                  HOIPair(1, 2, cls("hold_obj"))])]  # fmt: skip
+    big = 1e300
+    for huge in ([big] * 4, [0, 0, big, big], [-big, -big, big, big], [-1.7e308, 0, 1.7e308, 9]):
+        dets = [det("stand", huge, 0.9), det("stand", [0, 0, 9, 9], 0.5),
+                det("stand", [20, 20, 40, 40], 0.4),
+                det("hold", [20, 20, 40, 40], 0.4, huge, "obj"),
+                det("hold", [20, 20, 40, 40], 0.3, [5, 5, 8, 8], "obj")]  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            summary = run(gt, {"a": dets})
+        # the huge detections are FPs ranked first: precision 1/2 then 2/3 at the two TPs,
+        # all-point AP (precision envelope) 2/3
+        assert agent(summary, "stand") == pytest.approx(2 / 3)
+        assert role(summary, "hold_obj") == pytest.approx(0.5)
 
 
 # --------------------------------------------------------------------------------------------

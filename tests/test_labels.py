@@ -90,6 +90,18 @@ def test_hico_lookups_both_ways(hico: LabelSpace) -> None:
         hico.object_position_by_id(2000)
     with pytest.raises(LabelError, match="unknown HOI id 601"):
         hico.hoi_position_by_id(601)
+    # names that are no strings: one LabelError, not "unhashable type" from the dict lookup
+    for bad in ([1], {"a": 1}, 3, None):
+        with pytest.raises(LabelError, match=r"^object name must be a string, got "):
+            hico.object_position(bad)
+        with pytest.raises(LabelError, match=r"^verb name must be a string, got "):
+            hico.verb_position(bad)
+
+
+def test_label_error_is_an_input_error() -> None:
+    from linkhoi.io import InputError
+
+    assert issubclass(LabelError, InputError) and issubclass(AmbiguousNameError, InputError)
 
 
 def test_hico_vectorised_helpers(hico: LabelSpace) -> None:

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from linkhoi.eval.base import EvalError
 from linkhoi.eval.resolve import resolve_triplets
 from linkhoi.eval.triplets import (
     TripletFileError,
@@ -17,6 +18,7 @@ from linkhoi.eval.triplets import (
     validate_detections,
     write_triplets,
 )
+from linkhoi.io import InputError
 from linkhoi.labels import load
 
 HICO = load("hico_det")
@@ -211,3 +213,94 @@ def test_in_memory_numpy_values_are_accepted() -> None:
     bad = det(human_box=np.array([3.0, 2, 1, 4]))
     with pytest.raises(TripletFileError, match="detection 0: field 'human_box' has x2 < x1"):
         resolve_triplets([bad], HICO)
+
+
+# A null object_box beside a malformed one: the malformed box must not be broadcast ([1], 5)
+# or parsed ("0.5") into the other detections' array (the V-COCO / SWiG-HOI path).
+BAD_OBJECT_BOXES = [[1], "0.5", True, -5, 1e30, ["1", "2", "3", "4"], [1, 2, 3]]
+
+
+@pytest.mark.parametrize("box", BAD_OBJECT_BOXES)
+def test_bad_object_box_beside_a_null_one(tmp_path, box) -> None:
+    dets = [det(object_box=None, object=None, verb="stand"), det(object_box=box)]
+    path = _write_raw(tmp_path, dets)
+    message = r"raw\.json: image 'img\.jpg', detection 1: field 'object_box' must be \[x1, y1"
+    with pytest.raises(TripletFileError, match=message):
+        list(read_triplets(path))
+    with pytest.raises(TripletFileError, match=message):
+        resolve_triplets(dets, HICO, path, "img.jpg")
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (det(score=10**30), "score"),
+        (det(score=-(10**20)), "score"),
+        (det(human_box=[0, 0, 10**30, 5]), "human_box"),
+        (det(object_box=[0, 0, 5, 2**64]), "object_box"),
+    ],
+)
+def test_integer_too_large_names_the_field(tmp_path, bad, field: str) -> None:
+    path = _write_raw(tmp_path, [det(), bad])
+    message = rf"image 'img\.jpg', detection 1: field '{field}' .*integer beyond 64 bits"
+    with pytest.raises(TripletFileError, match=message):
+        list(read_triplets(path))
+    with pytest.raises(TripletFileError, match=message):
+        resolve_triplets([det(), bad], HICO, path, "img.jpg")
+    # within uint64 numpy still reads it: a (very large) finite number, accepted
+    validate_detections([det(score=2**63)], path, "img.jpg")
+
+
+BAD_HEADERS = [
+    ({"format": "nope"}, r"field 'format' is 'nope'; expected 'hoi-triplets'"),
+    ({"format": None}, r"field 'format' is None"),
+    ({"version": 99}, r"field 'version' is 99; only version 1"),
+    ({"version": "1"}, r"field 'version' is '1'; only version 1"),
+    ({"version": True}, r"field 'version' is True"),
+    ({"label_space": 3}, r"field 'label_space' must be a label-space name \(a string\), got 3"),
+    ({"label_space": ["hico_det"]}, r"field 'label_space' must be .*got \['hico_det'\]"),
+    ({"label_space": ""}, r"field 'label_space' must be .*got ''"),
+]
+
+
+@pytest.mark.parametrize(("header", "message"), BAD_HEADERS)
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_bad_header_one_clear_error(tmp_path, header: dict, message: str, suffix: str) -> None:
+    path = tmp_path / f"p{suffix}"
+    full = {"format": "hoi-triplets", "version": 1, "label_space": "hico_det", **header}
+    record = {"file_name": "a.jpg", "detections": [det()]}
+    if suffix == ".json":
+        path.write_text(json.dumps({**full, "images": [record]}))
+    else:
+        path.write_text(json.dumps(full) + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(TripletFileError, match=rf"^{tmp_path}/p{suffix}: {message}"):
+        list(read_triplets(path, check_detections=False))
+
+
+def test_good_headers_are_accepted(tmp_path) -> None:
+    record = {"file_name": "a.jpg", "detections": [det()]}
+    for header in (
+        {},
+        {"version": 1.0},
+        {"label_space": None},
+        {"benchmark": "x", "box_format": "xyxy"},
+    ):
+        path = tmp_path / "p.json"
+        path.write_text(json.dumps({**header, "images": [record]}))
+        assert [n for n, _ in read_triplets(path)] == ["a.jpg"]
+
+
+def test_jsonl_header_only_on_the_first_line(tmp_path) -> None:
+    # a later line without file_name is a broken image record, not a second header to skip
+    path = tmp_path / "p.jsonl"
+    lines = [{"format": "hoi-triplets"}, {"file_name": "a.jpg", "detections": []},
+             {"file_nam": "b.jpg", "detections_": []}]  # fmt: skip
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with pytest.raises(TripletFileError, match="image record #1: missing or empty key 'file_name'"):
+        list(read_triplets(path))
+
+
+def test_error_classes_are_input_errors() -> None:
+    assert issubclass(TripletFileError, InputError) and issubclass(EvalError, InputError)
+    err = TripletFileError("p.json: image 'a.jpg', detection 0: field 'score' is nan")
+    assert str(err) == "p.json: image 'a.jpg', detection 0: field 'score' is nan"

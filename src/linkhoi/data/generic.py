@@ -12,7 +12,9 @@ Format (docs/internals.md, docs/datasets.md)::
 Optional fields: per box ``label_id`` (official object id, used instead of the name when
 given, e.g. SWiG's duplicated names) and ``unannotated`` (bool); per HOI ``role``
 (V-COCO) and ``object: null`` (agent-only). ``label_space`` is a packaged name or a path to
-a label-space file, relative to the json.
+a label-space file, relative to the json. ``width`` and ``height`` are positive integers;
+both are left out when the size is unknown (read as 0). ``boxes`` and ``hois`` are lists
+(``[]`` for none); a HOI's ``human`` is a box of the label space's human category.
 """
 
 from __future__ import annotations
@@ -33,10 +35,9 @@ from linkhoi.data.sample import (
     parse_box,
     parse_index,
     parse_optional_index,
-    parse_size,
     resolve_label_space,
 )
-from linkhoi.io import atomic_write_text
+from linkhoi.io import atomic_write_text, is_size
 from linkhoi.labels.labelspace import LabelError
 
 FORMAT = "linkhoi-annotations"
@@ -51,6 +52,27 @@ def _label_space(value: Any, path: Path) -> Any:
         raise DatasetError(
             f"cannot load label space {value!r}: {err}", path, field="label_space"
         ) from None
+
+
+def _size(rec: dict, path: Path, name: str) -> tuple[int, int]:
+    """(width, height): positive integers, or (0, 0) (unknown) when both are left out."""
+    if "width" not in rec and "height" not in rec:
+        return 0, 0
+    size = []
+    for key in ("width", "height"):
+        value = rec.get(key)
+        if not (is_size(value) and float(value).is_integer()):
+            raise DatasetError(f"expected a positive integer, got {value!r}", path, name, key)
+        size.append(int(value))
+    return size[0], size[1]
+
+
+def _entries(rec: dict, key: str, path: Path, name: str) -> Any:
+    """`entries` of ``rec[key]``, which must be a list (``[]`` for none)."""
+    if not isinstance(rec.get(key), list):
+        got = "missing" if key not in rec else f"got {rec[key]!r}"
+        raise DatasetError(f"expected a list ([] for none), {got}", path, name, key)
+    return entries(rec, key, path, name)
 
 
 def read_generic(
@@ -76,28 +98,52 @@ def read_generic(
     if not isinstance(images, list):
         raise DatasetError("expected a list", path, field="images")
     samples = []
-    for rec, name in image_records(images, path):
-        width, height = parse_size(rec, path, name)
+    human_position = space.human_position
+    for i, (rec, name) in enumerate(image_records(images, path)):
+        if not name:
+            raise DatasetError("empty 'file_name'", path, f"#{i}", "file_name")
+        width, height = _size(rec, path, name)
         image_id = parse_optional_index(rec.get("image_id"), path, name, "image_id")
         boxes, labels, unannotated = [], [], []
-        for where, box in entries(rec, "boxes", path, name):
+        for where, box in _entries(rec, "boxes", path, name):
             boxes.append(parse_box(box.get("box"), path, name, where + ".box"))
+            label = box.get("label")
+            if box.get("label_id") is None and not isinstance(label, str):
+                raise DatasetError(
+                    f"expected an object name (a string), got {label!r}",
+                    path,
+                    name,
+                    where + ".label",
+                )
             try:
                 if box.get("label_id") is not None:
                     lid = parse_index(box["label_id"], path, name, where + ".label_id")
                     labels.append(space.object_position_by_id(lid))
                 else:
-                    labels.append(space.object_position(box.get("label")))
+                    labels.append(space.object_position(label))
             except LabelError as err:
                 raise DatasetError(
                     f"unknown category: {err}", path, name, where + ".label"
                 ) from None
-            unannotated.append(bool(box.get("unannotated", False)))
+            flag = box.get("unannotated", False)
+            if not isinstance(flag, bool):
+                raise DatasetError(
+                    f"expected true or false, got {flag!r}", path, name, where + ".unannotated"
+                )
+            unannotated.append(flag)
         pairs = []
-        for where, hoi in entries(rec, "hois", path, name):
+        for where, hoi in _entries(rec, "hois", path, name):
             human, obj = box_indices(
                 hoi, ("human", "object"), len(boxes), path, name, where, optional=("object",)
             )
+            if labels[human] != human_position:
+                raise DatasetError(
+                    f"box {human} is a {space.objects[labels[human]]!r}, not a "
+                    f"{space.human!r}: the human of an HOI must be a {space.human!r} box",
+                    path,
+                    name,
+                    where + ".human",
+                )
             try:
                 verb = space.verb_position(hoi.get("verb"))
                 position = space.hoi_position(
@@ -171,7 +217,9 @@ def write_generic(path: str | Path, samples: list[Sample], label_space: Any) -> 
             if cls.role is not None:
                 hoi["role"] = cls.role
             hois.append(hoi)
-        record: dict[str, Any] = {"file_name": s.file_name, "width": s.width, "height": s.height}
+        record: dict[str, Any] = {"file_name": s.file_name}
+        if s.width > 0 and s.height > 0:  # 0: unknown size, left out
+            record["width"], record["height"] = s.width, s.height
         if s.image_id is not None:
             record["image_id"] = s.image_id
         record["boxes"], record["hois"] = boxes, hois

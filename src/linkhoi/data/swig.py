@@ -41,6 +41,11 @@ def read_swig(
     samples = []
     for rec, name in image_records(data, path):
         width, height = parse_size(rec, path, name)
+        for key, value in (("width", width), ("height", height)):
+            if value <= 0:
+                raise DatasetError(
+                    f"expected a positive integer, got {rec.get(key)!r}", path, name, key
+                )
         image_id = parse_optional_index(rec.get("img_id"), path, name, "img_id")
         boxes, labels = parse_annotations(rec, "box_annotations", space, path, name)
         pairs = []

@@ -26,20 +26,35 @@ from linkhoi.data.sample import (
     parse_size,
     resolve_label_space,
 )
+from linkhoi.io import is_number
 from linkhoi.labels.labelspace import LabelError
 
 
 def read_ids(path: str | Path) -> list[int]:
-    """COCO image ids, one per line (blank lines ignored)."""
+    """COCO image ids, one per line (blank lines ignored), each id once."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        raw = path.read_bytes()
     except OSError as err:
         raise DatasetError(f"cannot read ids file ({err.strerror})", path) from None
-    ids = []
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DatasetError(f"not UTF-8 text ({err.reason})", path, field=f"line {line}") from None
+    ids: list[int] = []
+    first_line: dict[int, int] = {}
     for n, line in enumerate(lines, 1):
         if line.strip():
-            ids.append(parse_index(line, path, None, f"line {n}"))
+            iid = parse_index(line, path, None, f"line {n}")
+            if iid in first_line:
+                raise DatasetError(
+                    f"duplicate image id {iid} (also on line {first_line[iid]})",
+                    path,
+                    field=f"line {n}",
+                )
+            first_line[iid] = n
+            ids.append(iid)
     return ids
 
 
@@ -55,7 +70,17 @@ def _parse_actions(data: object, path: Path, space: Any) -> tuple[list[dict], li
         for key in ("action_name", "role_name", "image_id", "ann_id", "label", "role_object_id"):
             if key not in entry:
                 raise DatasetError("missing key", path, field=f"{where}.{key}")
-        name, roles = entry["action_name"], list(entry["role_name"])
+            if key != "action_name" and not isinstance(entry[key], list):
+                raise DatasetError(
+                    f"expected a list, got {entry[key]!r}", path, field=f"{where}.{key}"
+                )
+        name, roles = entry["action_name"], entry["role_name"]
+        if not roles or not all(isinstance(r, str) for r in roles):
+            raise DatasetError(
+                f"expected a list of role names ('agent' first), got {roles!r}",
+                path,
+                field=f"{where}.role_name",
+            )
         try:
             verb = space.verb_position(name)
             positions = (
@@ -145,17 +170,7 @@ def read_vcoco(
             ]
             person_info.setdefault(ann, [None] * len(actions))[a] = (label, roles)
 
-    coco = load_json(instances_json)
-    if not isinstance(coco, dict) or "images" not in coco or "annotations" not in coco:
-        raise DatasetError("expected a COCO instances file", instances_json, field="<root>")
-    images = {}
-    for k, img in enumerate(coco["images"]):
-        iid = parse_index(img.get("id"), instances_json, None, f"images[{k}].id")
-        images[iid] = img
-    anns_by_image: dict[int, list[tuple[int, dict]]] = {}
-    for k, ann in enumerate(coco["annotations"]):
-        iid = parse_index(ann.get("image_id"), instances_json, None, f"annotations[{k}].image_id")
-        anns_by_image.setdefault(iid, []).append((k, ann))
+    images, anns_by_image = _read_instances(instances_json)
 
     person_pos = space.object_position(space.human)
     samples = []
@@ -166,7 +181,7 @@ def read_vcoco(
         name = str(img.get("file_name", f"{iid:012d}.jpg"))
         width, height = parse_size(img, instances_json, name, "images.")
         boxes, labels, ann_ids = [], [], []
-        for k, ann in anns_by_image.get(iid, []):
+        for k, aid, ann in anns_by_image.get(iid, []):
             where = f"annotations[{k}]"
             if ann.get("ignore", 0) == 1:
                 continue
@@ -175,7 +190,12 @@ def read_vcoco(
             x2, y2 = x1 + max(0.0, w - 1.0), y1 + max(0.0, h - 1.0)
             x1, x2 = min(max(x1, 0.0), width - 1.0), min(max(x2, 0.0), width - 1.0)
             y1, y2 = min(max(y1, 0.0), height - 1.0), min(max(y2, 0.0), height - 1.0)
-            if not (float(ann.get("area", 0)) > 0 and x2 > x1 and y2 > y1):
+            area = ann.get("area", 0)
+            if not is_number(area):
+                raise DatasetError(
+                    f"expected a number, got {area!r}", instances_json, name, where + ".area"
+                )
+            if not (area > 0 and x2 > x1 and y2 > y1):
                 continue
             labels.append(
                 parse_id(
@@ -188,7 +208,7 @@ def read_vcoco(
                 )
             )
             boxes.append([x1, y1, x2, y2])
-            ann_ids.append(parse_index(ann.get("id"), instances_json, name, where + ".id"))
+            ann_ids.append(aid)
         index = {a: i for i, a in enumerate(ann_ids)}
         unannotated = np.array(
             [
@@ -233,6 +253,53 @@ def read_vcoco(
             Sample(name, image_path, width, height, boxes, labels, pairs, unannotated, iid)
         )
     return finish(samples, space, instances_json)
+
+
+def _read_instances(path: Path) -> tuple[dict[int, dict], dict[int, list[tuple[int, int, dict]]]]:
+    """The COCO instances file: image id -> image record, and image id -> [(index in the
+    file, annotation id, annotation)] in file order. Image and annotation ids must be unique.
+    """
+    coco = load_json(path)
+    if not isinstance(coco, dict) or "images" not in coco or "annotations" not in coco:
+        raise DatasetError("expected a COCO instances file", path, field="<root>")
+    for key in ("images", "annotations"):
+        if not isinstance(coco[key], list):
+            raise DatasetError(f"expected a list, got {coco[key]!r:.40}", path, field=key)
+    images: dict[int, dict] = {}
+    first: dict[int, int] = {}
+    for k, img in enumerate(coco["images"]):
+        if not isinstance(img, dict):
+            raise DatasetError("expected an object", path, field=f"images[{k}]")
+        iid = parse_index(img.get("id"), path, None, f"images[{k}].id")
+        if iid in images:
+            raise DatasetError(
+                f"duplicate image id {iid} (also images[{first[iid]}])",
+                path,
+                field=f"images[{k}].id",
+            )
+        name = img.get("file_name")
+        if name is not None and not (isinstance(name, str) and name):
+            raise DatasetError(
+                f"expected a file name, got {name!r}", path, iid, f"images[{k}].file_name"
+            )
+        images[iid], first[iid] = img, k
+    anns_by_image: dict[int, list[tuple[int, int, dict]]] = {}
+    first = {}
+    for k, ann in enumerate(coco["annotations"]):
+        where = f"annotations[{k}]"
+        if not isinstance(ann, dict):
+            raise DatasetError("expected an object", path, field=where)
+        iid = parse_index(ann.get("image_id"), path, None, where + ".image_id")
+        aid = parse_index(ann.get("id"), path, None, where + ".id")
+        if aid in first:
+            raise DatasetError(
+                f"duplicate annotation id {aid} (also annotations[{first[aid]}])",
+                path,
+                field=where + ".id",
+            )
+        first[aid] = k
+        anns_by_image.setdefault(iid, []).append((k, aid, ann))
+    return images, anns_by_image
 
 
 def parse_box_xywh(value: object, file: Path, image: str, field: str) -> tuple[float, ...]:

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from linkhoi.io import atomic_write_text
+from linkhoi.io import InputError, atomic_write_text
 
 
-class EvalError(ValueError):
+class EvalError(InputError):
     """Bad input to an evaluator (an image processed twice, a prediction for an unknown image
     under ``strict``...). The message names the file, the image and the field."""
 

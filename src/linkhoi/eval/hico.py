@@ -34,16 +34,17 @@ def pixel_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of matching rows of (P, 4) boxes in 1-based inclusive pixels (the "+1" rule).
 
     Same operations, in the same order, as VOCevaldet_bboxpair.m; 0 where the boxes do not
-    share a pixel (iw <= 0 or ih <= 0).
+    share a pixel (iw <= 0 or ih <= 0). A huge box (1e300) has an infinite area: IoU 0.
     """
     iw = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1
     ih = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1
-    inter = iw * ih
-    ua = (
-        (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
-        + (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
-        - inter
-    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        inter = iw * ih
+        ua = (
+            (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
+            + (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+            - inter
+        )
     ok = (iw > 0) & (ih > 0)
     out = np.zeros(len(a))
     np.divide(inter, ua, out=out, where=ok)

@@ -51,8 +51,8 @@ def iou_continuous(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
     h2 = np.maximum(gt[:, 3] - gt[:, 1], 0.0)
     iw = np.maximum(np.minimum(det[:, 2], gt[:, 2]) - np.maximum(det[:, 0], gt[:, 0]), 0.0)
     ih = np.maximum(np.minimum(det[:, 3], gt[:, 3]) - np.maximum(det[:, 1], gt[:, 1]), 0.0)
-    inter = iw * ih
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # 1e300 boxes: IoU 0
+        inter = iw * ih
         out = inter / (w1 * h1 + w2 * h2 - inter)
     return np.where(inter <= 0, 0.0, out)
 

@@ -25,13 +25,15 @@ from typing import IO, Any, NoReturn
 
 import numpy as np
 
-from linkhoi.io import atomic_open, is_gzip_name
+from linkhoi.io import InputError, atomic_open, is_gzip_name, is_number
 
 FORMAT = "hoi-triplets"
 VERSION = 1
+_RECORD_KEYS = frozenset(("file_name", "detections"))
+_INT_MIN, _INT_LIMIT = -(2**63), 2**64  # json ints numpy holds (int64 / uint64)
 
 
-class TripletFileError(ValueError):
+class TripletFileError(InputError):
     """A triplet file that cannot be used; the message names file, image, detection and field."""
 
 
@@ -92,12 +94,29 @@ def _load_json(path: Path) -> Any:
         ) from None
 
 
+def check_header(header: dict, path: Any) -> None:
+    """Raise TripletFileError naming the header field (all optional) this reader cannot use."""
+    fmt, version = header.get("format", FORMAT), header.get("version", VERSION)
+    if fmt != FORMAT:
+        raise TripletFileError(f"{path}: field 'format' is {fmt!r}; expected {FORMAT!r}")
+    if not (is_number(version) and version == VERSION):
+        raise TripletFileError(
+            f"{path}: field 'version' is {version!r}; only version {VERSION} is supported"
+        )
+    space = header.get("label_space")
+    if space is not None and not (isinstance(space, str) and space):
+        raise TripletFileError(
+            f"{path}: field 'label_space' must be a label-space name (a string), got {space!r}"
+        )
+
+
 def _iter_records(path: Path, header: dict | None = None) -> Iterator[tuple[int, Any]]:
-    """(record index, image record) in file order; top-level keys go to ``header``."""
+    """(record index, image record) in file order; top-level keys (a JSON Lines file's first
+    line without ``file_name`` and ``detections``) go to ``header``, checked."""
     if _is_jsonl(path):
         try:
             with _open_text(path) as fh:
-                index = 0
+                index, first = 0, True
                 for lineno, line in enumerate(fh, start=1):
                     if not line.strip():
                         continue
@@ -108,10 +127,13 @@ def _iter_records(path: Path, header: dict | None = None) -> Iterator[tuple[int,
                             f"{path}: line {lineno} is not valid JSON ({err.msg}, column "
                             f"{err.colno}); the file may be truncated"
                         ) from None
-                    if isinstance(rec, dict) and "file_name" not in rec and "detections" not in rec:
-                        if header is not None and index == 0:
+                    if first and isinstance(rec, dict) and not rec.keys() & _RECORD_KEYS:
+                        check_header(rec, path)  # header line: format, version, label_space
+                        if header is not None:
                             header.update(rec)
-                        continue  # header line: format, version, label_space
+                        first = False
+                        continue
+                    first = False
                     yield index, rec
                     index += 1
         except (EOFError, gzip.BadGzipFile, UnicodeDecodeError) as err:
@@ -123,6 +145,7 @@ def _iter_records(path: Path, header: dict | None = None) -> Iterator[tuple[int,
     if isinstance(data, dict):
         if "images" not in data:
             raise TripletFileError(f"{path}: missing top-level key 'images'")
+        check_header(data, path)
         if header is not None:
             header.update((k, v) for k, v in data.items() if k != "images")
         data = data["images"]
@@ -260,7 +283,11 @@ def _box_arrays(
             has_ob = np.fromiter((b is not None for b in objects), bool, n)
             ob = np.full((n, 4), np.nan)
             if has_ob.any():
-                ob[has_ob] = np.array([b for b in objects if b is not None])
+                given = np.array([b for b in objects if b is not None])
+                # checked first: the assignment would broadcast [1] or 5 and parse "0.5"
+                if given.shape != (int(has_ob.sum()), 4) or given.dtype.kind not in "iuf":
+                    return None
+                ob[has_ob] = given
         if not (
             hb.shape == (n, 4) and ob.shape == (n, 4) and sc.shape == (n,)
             and hb.dtype.kind in "iuf" and sc.dtype.kind in "iuf" and ob.dtype.kind in "iuf"
@@ -286,11 +313,18 @@ def _number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_)
 
 
+def _huge_int(v: Any) -> bool:
+    """An integer numpy cannot hold as int64 / uint64 (``1e30`` written without a point)."""
+    return isinstance(v, int) and not _INT_MIN <= v < _INT_LIMIT
+
+
 def _check_box(box: Any, key: str, where: str) -> None:
     if hasattr(box, "tolist"):  # numpy / torch boxes from memory
         box = box.tolist()
     if not isinstance(box, list | tuple) or len(box) != 4 or not all(_number(v) for v in box):
         raise TripletFileError(f"{where}: field {key!r} must be [x1, y1, x2, y2], got {box!r}")
+    if any(_huge_int(v) for v in box):
+        raise TripletFileError(f"{where}: field {key!r} holds an integer beyond 64 bits: {box!r}")
     if not all(math.isfinite(v) for v in box):
         raise TripletFileError(f"{where}: field {key!r} holds a non-finite value: {box!r}")
     if box[2] < box[0] or box[3] < box[1]:
@@ -316,6 +350,8 @@ def _check_one(d: Any, path: Any, image: Any, j: int) -> None:
         s = s.item()
     if not _number(s):
         raise TripletFileError(f"{where}: field 'score' must be a number, got {s!r}")
+    if _huge_int(s):
+        raise TripletFileError(f"{where}: field 'score' is {s!r}, an integer beyond 64 bits")
     if not math.isfinite(s):
         raise TripletFileError(f"{where}: field 'score' is {s!r}; scores must be finite")
 

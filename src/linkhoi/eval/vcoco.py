@@ -26,6 +26,7 @@ from linkhoi.eval.triplets import TripletFileError
 from linkhoi.eval.vcoco_gt import _AMBIGUOUS_ROLE, _classes, _ground_truth
 
 IOU_THRESHOLD = 0.5
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def iou_plus1(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -39,7 +40,8 @@ def iou_plus1(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     gt = np.asarray(gt, dtype=np.float32)
     pred = np.asarray(pred, dtype=np.float32)
     one = np.float32(1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # huge boxes overflow to an infinite area: IoU 0, no warning
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         iw = np.maximum(
             np.minimum(gt[..., 2], pred[..., 2]) - np.maximum(gt[..., 0], pred[..., 0]) + one,
             np.float32(0),
@@ -168,8 +170,8 @@ class VCOCOEvaluator(Evaluator):
             else:
                 msg = f"verb {verb!r} has no role {ROLES[arr.roles[j]]!r}"
             raise EvalError(f"{src}: image {image_key!r}, detection {j}, field 'role': {msg}")
-        return (image, keys, arr.scores, arr.human_boxes.astype(np.float32),
-                arr.object_boxes.astype(np.float32))  # fmt: skip
+        return (image, keys, arr.scores, _float32_boxes(arr.human_boxes),
+                _float32_boxes(arr.object_boxes))  # fmt: skip
 
     # ---------------------------------------------------------------- evaluation
     def _arrays(self) -> tuple[np.ndarray, ...]:
@@ -313,6 +315,12 @@ class VCOCOEvaluator(Evaluator):
         from linkhoi.eval.vcoco_official import write_official
 
         return write_official(directory, self._predictions.values(), self.cls, self.gt.image_ids)
+
+
+def _float32_boxes(boxes: np.ndarray) -> np.ndarray:
+    """float32 copy of float64 boxes; coordinates beyond float32 (1e300) are clipped to its
+    largest finite value rather than becoming inf (inf - inf would give a NaN IoU)."""
+    return np.minimum(np.maximum(boxes, -_FLOAT32_MAX), _FLOAT32_MAX).astype(np.float32)
 
 
 def _nanmean(values: np.ndarray) -> float:

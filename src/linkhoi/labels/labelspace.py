@@ -17,11 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from linkhoi.io import InputError
+
 ROLES = ("obj", "instr")
 DICT_FORMAT = "linkhoi-label-space"
 
 
-class LabelError(ValueError):
+class LabelError(InputError):
     """A name, id or label-space file that does not fit the label space."""
 
 
@@ -218,7 +220,7 @@ class LabelSpace:
 
     # ----------------------------------------------------------------- lookups
     def _lookup(self, kind: str, name: str, exact: dict, loose: dict) -> int:
-        pos = exact.get(name)
+        pos = exact.get(name) if isinstance(name, str) else None  # a list is unhashable
         if pos is not None:
             return pos
         if not isinstance(name, str):
