@@ -58,6 +58,10 @@ def test_hico_check_empty_root(tmp_path: Path) -> None:
     assert check_dataset("hico_det", tmp_path / "nope").problems == [
         f"root folder {tmp_path / 'nope'} does not exist"
     ]
+    (tmp_path / "a_file").write_text("x")
+    assert check_dataset("hico_det", tmp_path / "a_file").problems == [
+        f"root folder {tmp_path / 'a_file'} is a file, not a folder"
+    ]
 
 
 def vcoco_layout(root: Path, instances: dict | None = None, ids: bytes = b"10\n20\n") -> Path:

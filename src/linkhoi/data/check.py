@@ -255,7 +255,8 @@ def check_dataset(dataset: str, root: str | Path) -> CheckReport:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
     report = CheckReport(dataset, Path(root))
     if not report.root.is_dir():
-        report.problems.append(f"root folder {report.root} does not exist")
+        why = "is a file, not a folder" if report.root.exists() else "does not exist"
+        report.problems.append(f"root folder {report.root} {why}")
         return report
     {"hico_det": _check_hico, "vcoco": _check_vcoco, "swig_hoi": _check_swig}[dataset](report)
     return report
