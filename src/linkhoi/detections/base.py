@@ -130,6 +130,27 @@ def first_problem(
     return None
 
 
+def check_image_size(
+    stated: tuple[int, int],
+    actual: tuple[int, int],
+    who: str,
+    *,
+    file: str | Path | None = None,
+    image: str | None = None,
+) -> None:
+    """Raise one `DetectionError` (field ``width``) when the size a file or annotation states
+    (``who`` says which) is not the loaded image's: the boxes would be in another frame, as for
+    the raw frame of an EXIF-rotated photo."""
+    if tuple(stated) != tuple(actual):
+        raise DetectionError(
+            f"{who} gives the image as {stated[0]}x{stated[1]} but it is {actual[0]}x{actual[1]} "
+            "(upright, EXIF applied): the boxes are in another frame",
+            file,
+            image,
+            "width",
+        )
+
+
 def check_detections(
     boxes: np.ndarray,
     scores: np.ndarray,

@@ -22,7 +22,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from linkhoi.detections.base import DetectionError, Detections, check_detections, position_by_id
+from linkhoi.detections.base import (
+    DetectionError,
+    Detections,
+    check_detections,
+    check_image_size,
+    position_by_id,
+)
 from linkhoi.detections.coco import Record, read_coco_results
 from linkhoi.io import atomic_open, is_number, is_size, load_json
 from linkhoi.labels import AmbiguousNameError, LabelError, LabelSpace, load
@@ -111,15 +117,8 @@ class FileDetections:
     def _size(self, file_name: str, image: Image.Image | None) -> tuple[int, int]:
         known = self._sizes.get(file_name)
         if image is not None:
-            if known is not None and tuple(known) != image.size:
-                # e.g. boxes from a detector that read the raw frame of an EXIF-rotated photo
-                raise self._err(
-                    f"the file gives the image as {known[0]}x{known[1]} but it is "
-                    f"{image.size[0]}x{image.size[1]} (upright, EXIF applied): the boxes are in "
-                    "another frame",
-                    file_name,
-                    "width",
-                )
+            if known is not None:
+                check_image_size(known, image.size, "the file", file=self.path, image=file_name)
             return image.size
         if known is not None:
             return known

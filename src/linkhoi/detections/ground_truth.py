@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 
-from linkhoi.detections.base import DetectionError, Detections
+from linkhoi.detections.base import DetectionError, Detections, check_image_size
 
 if TYPE_CHECKING:
     from linkhoi.data import Sample
@@ -44,15 +44,8 @@ class GroundTruthDetections:
         size = (int(sample.width), int(sample.height))
         if image is not None and (size[0] <= 0 or size[1] <= 0):
             size = image.size  # the annotation did not state the size
-        elif image is not None and size != image.size:
-            # The boxes would be normalised by the wrong size (a wrong width/height, or an
-            # annotation of the raw frame of an EXIF-rotated photo).
-            raise DetectionError(
-                f"the annotation gives the image as {size[0]}x{size[1]} but it is "
-                f"{image.size[0]}x{image.size[1]} (upright, EXIF applied)",
-                image=file_name,
-                field="width",
-            )
+        elif image is not None:  # boxes normalised by a wrong size would be misplaced
+            check_image_size(size, image.size, "the annotation", image=file_name)
         boxes = torch.as_tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4)
         labels = torch.as_tensor(sample.labels, dtype=torch.int64).reshape(-1)
         return Detections(boxes, labels, torch.ones(len(labels)), size)

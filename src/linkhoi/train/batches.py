@@ -94,11 +94,6 @@ class TrainData:
         d = self.cfg.data
         if not d.train:
             raise ConfigError("data.train: no training annotations given")
-        if any(not s > 0 for s in d.scales) or not 0.0 <= d.flip_prob <= 1.0:
-            raise ConfigError(
-                f"data.scales must be > 0 and data.flip_prob in [0, 1], got {d.scales} and "
-                f"{d.flip_prob}"
-            )
         samples = read_dataset(d.format, **{"label_space": self.label_space, **d.train})
         if class_mask is not None:
             unseen = (~class_mask).nonzero().flatten().tolist()

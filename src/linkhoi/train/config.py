@@ -31,9 +31,6 @@ class ConfigError(ValueError):
     """A configuration file or override is wrong; the message names the file and the key."""
 
 
-DATASET_FORMATS = ("generic", "hico_det", "vcoco", "swig_hoi")  # `read_dataset` kinds
-
-
 @dataclass
 class DataConfig:
     """Where the training (and optional validation) data comes from."""
@@ -132,6 +129,8 @@ class TrainConfig:
 
     def validate(self, source: str = "config") -> TrainConfig:
         """Raise one `ConfigError` for values no run can use (types are checked on setting)."""
+        from linkhoi.data.readers import KINDS  # the `read_dataset` kinds
+
         o, d, r = self.optim, self.data, self.runtime
         checks = [
             ("optim.lr", o.lr, 0 < o.lr < math.inf, "> 0"),
@@ -145,11 +144,16 @@ class TrainConfig:
             ("distill.temperature", self.distill.temperature, self.distill.temperature > 0, "> 0"),
             ("runtime.seed", r.seed, r.seed >= 0, ">= 0"),
             ("runtime.max_steps", r.max_steps, r.max_steps >= 0, ">= 0"),
-            ("data.format", d.format, d.format in DATASET_FORMATS, f"one of {DATASET_FORMATS}"),
+            ("data.format", d.format, d.format in KINDS, f"one of {KINDS}"),
         ]
         for key, value, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"{source}: {key} is {value!r}; it must be {rule}")
+        if any(not s > 0 for s in d.scales) or not 0.0 <= d.flip_prob <= 1.0:
+            raise ConfigError(
+                f"{source}: data.scales must be > 0 and data.flip_prob in [0, 1], got {d.scales} "
+                f"and {d.flip_prob}"
+            )
         if d.train and not isinstance(d.train.get("path", d.train.get("vcoco_json")), str):
             raise ConfigError(f"{source}: data.train needs a path (a file name), got {d.train!r}")
         return self

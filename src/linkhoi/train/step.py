@@ -1,8 +1,8 @@
 """The loss of one optimizer step (method.md §5-§6), what the trainer back-propagates.
 
-An optimizer step covers ``accumulate`` micro-batches. ``step_normaliser`` counts the positives of
-all of them before any forward pass (pairs and targets depend on the boxes alone), and
-``StepLoss`` gives each micro-batch its share: L_M divided by that count, the distillation
+An optimizer step covers ``accumulate`` micro-batches. ``step_targets`` computes their targets and
+counts the positives of all of them before any forward pass (pairs and targets depend on the boxes
+alone), and ``StepLoss`` gives each micro-batch its share: L_M divided by that count, the distillation
 terms (means) divided by the number of micro-batches. The step's gradient is then the one a
 single batch of all its images would give.
 """
@@ -21,20 +21,22 @@ from linkhoi.train.losses import count_positives, loss_inputs, matching_loss
 
 
 @torch.no_grad()
-def step_normaliser(
+def step_targets(
     model: nn.Module,
     prepared: list[dict[str, Any]],
     class_mask: torch.Tensor | None,
     num_classes: int,
-) -> torch.Tensor:
-    """L_M's divisor for one optimizer step: max(1, positives of all its micro-batches averaged
-    across processes), what one batch of ``batch_size x accumulate`` images gives.
+) -> tuple[torch.Tensor, list[tuple[list[torch.Tensor], list[torch.Tensor] | None]]]:
+    """The targets of one optimizer step's micro-batches and L_M's divisor for the step:
+    max(1, positives of all of them averaged across processes), what one batch of
+    ``batch_size x accumulate`` images gives.
 
     Args: model: the ``LinkModel`` (``pair_layout``); prepared: ``TrainData.prepare`` batches.
-    Returns a scalar tensor.
+    Returns (normaliser, per micro-batch ``loss_inputs``: targets (P_i, K) and pairs to skip).
     """
     device = next(model.parameters()).device
     total = torch.zeros((), device=device)
+    inputs = []
     for batch in prepared:
         outs = []
         for det in batch["dets"]:
@@ -42,7 +44,8 @@ def step_normaliser(
             outs.append({"pairs": pairs, "boxes": det.boxes.float(), "valid": valid})
         targets, ignore = loss_inputs(outs, batch, num_classes)
         total = total + count_positives(outs, targets, class_mask, ignore)
-    return distributed.all_reduce_mean(total).clamp(min=1.0)
+        inputs.append((targets, ignore))
+    return distributed.all_reduce_mean(total).clamp(min=1.0), inputs
 
 
 class StepLoss(nn.Module):
@@ -61,13 +64,15 @@ class StepLoss(nn.Module):
         class_mask: torch.Tensor | None,
         normaliser: torch.Tensor | None = None,
         group: int = 1,
+        inputs: tuple[list[torch.Tensor], list[torch.Tensor] | None] | None = None,
     ):
         """This micro-batch's share of one optimizer step's loss: L_M divided by the step's
-        ``normaliser`` (its positives), KD (a mean) divided by the ``group`` size."""
+        ``normaliser`` (its positives), KD (a mean) divided by the ``group`` size. ``inputs``:
+        its targets from ``step_targets`` (computed here when not given)."""
         cfg = self.optim
         feats = batch["features"]
         out = self.model(None, batch["dets"], features=feats[0], aux_logits=cfg.aux_loss)
-        targets, ignore = loss_inputs(out, batch, self.num_classes)
+        targets, ignore = loss_inputs(out, batch, self.num_classes) if inputs is None else inputs
         loss, stats = matching_loss(
             out,
             targets,

@@ -38,7 +38,7 @@ from linkhoi.train.checkpointing import (
 )
 from linkhoi.train.config import ConfigError, TrainConfig, save_config
 from linkhoi.train.distill import Distiller
-from linkhoi.train.step import StepLoss, step_normaliser
+from linkhoi.train.step import StepLoss, step_targets
 
 
 class Trainer:
@@ -234,17 +234,17 @@ class Trainer:
             size = min(acc, len(batches) - self.batch_in_epoch)
             group = [next(micro_batches) for _ in range(size)]
             prepared = [self.data.prepare(items, self.epoch) for items in group]
-            normaliser = step_normaliser(
+            normaliser, inputs = step_targets(
                 self.model, prepared, self.class_mask, len(self.label_space.hois)
             )
             stats: dict[str, float] = {}
-            for j, (items, batch) in enumerate(zip(group, prepared, strict=True)):
+            for j, (items, batch, targets) in enumerate(zip(group, prepared, inputs, strict=True)):
                 self.batch_in_epoch += 1
                 last = j == size - 1
                 sync = self.ddp.no_sync() if (self.dist.enabled and not last) else nullcontext()
                 with sync:
                     with torch.autocast("cuda", enabled=self.amp):
-                        loss, part = self.ddp(batch, self.class_mask, normaliser, size)
+                        loss, part = self.ddp(batch, self.class_mask, normaliser, size, targets)
                     self.scaler.scale(loss).backward()
                 for k, v in part.items():  # each micro-batch's share of the step's values
                     stats[k] = stats.get(k, 0.0) + v
