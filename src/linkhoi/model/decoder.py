@@ -48,8 +48,8 @@ class CrossAttention(nn.Module):
         width = v.shape[-1]
         if q.shape[-1] > width:
             # PyTorch's fused CPU kernel needs one head width for q, k and v; otherwise it falls
-            # back to a ~2.4x slower path. Zero channels in v change nothing but the output's
-            # zero tail, which is cut off.
+            # back to a slower path. Zero channels in v change nothing but the output's zero
+            # tail, which is cut off.
             v = nnf.pad(v, (0, q.shape[-1] - width))
         out = nnf.scaled_dot_product_attention(
             q, k, v, dropout_p=self.dropout if self.training else 0.0
