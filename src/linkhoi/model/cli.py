@@ -8,9 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from linkhoi.model.backbone import BACKBONES
-from linkhoi.model.clip_loading import ClipLoadError, convert_openai_archive
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="OpenAI CLIP TorchScript archive, e.g. ViT-B-16.pt")
@@ -18,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _matching_backbone(arch: dict[str, int]) -> str | None:
+    from linkhoi.model.backbone import BACKBONES
+
     for name, spec in BACKBONES.items():
         cfg = spec.model_config()["vision_cfg"]
         if (
@@ -32,6 +31,7 @@ def _matching_backbone(arch: dict[str, int]) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from linkhoi.io import OutputError, check_output_file
+    from linkhoi.model.clip_loading import ClipLoadError, convert_openai_archive
 
     try:
         check_output_file(args.dst)

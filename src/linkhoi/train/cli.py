@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # --list/--show read YAML text only: answer before importing torch (seconds on a busy machine).
+    if args.list or args.show:
+        return _list_or_show(args.show)
     from linkhoi.data import DatasetError
     from linkhoi.detections import DetectionError
     from linkhoi.devices import DeviceError
@@ -60,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
     from linkhoi.train.config import ConfigError, load_config
     from linkhoi.train.trainer import Trainer
 
-    if args.list or args.show:
-        return _list_or_show(args.show)
     if not args.config:
         print(
             "linkhoi train: error: give a CONFIG (a YAML file or a name from --list)",
