@@ -196,6 +196,34 @@ def test_ambiguous_swig_name_asks_for_ids() -> None:
     assert a.hois.tolist() == [swig.hoi_position_by_id(h.id)] * 2
 
 
+def test_ids_win_over_an_ambiguous_name() -> None:
+    swig = load("swig_hoi")
+    dup = next(n for n, c in collections.Counter(swig.objects).items() if c > 1)
+    h = next(h for h in swig.hois if h.object == dup)
+    other = next(o for o in swig.objects if swig.objects.count(o) == 1)
+    bad = det(verb=h.verb, object=dup)
+    # the id decides; the ambiguous name is one of its names (any case or spacing)
+    dets = [{**bad, "object_id": h.object_id}, {**bad, "hoi_id": h.id},
+            {**bad, "object": dup.upper(), "verb_id": h.verb_id, "object_id": h.object_id},
+            {**bad, "hoi_id": h.id, "verb_id": h.verb_id, "object_id": h.object_id}]  # fmt: skip
+    a = resolve_triplets(dets, swig)
+    assert a.hois.tolist() == [swig.hoi_position_by_id(h.id)] * 4
+    # a name that fits none of the id's names is an error
+    for wrong, msg in [
+        ({**bad, "object": "no such thing", "object_id": h.object_id}, "unknown object name"),
+        ({**bad, "object": other, "object_id": h.object_id}, "disagree"),
+    ]:
+        with pytest.raises(TripletFileError, match=msg):
+            resolve_triplets([wrong], swig)
+    ids_of_dup = [swig.object_ids[p] for p, o in enumerate(swig.objects) if o == dup]
+    not_dup = next(i for i in swig.object_ids if i not in ids_of_dup)
+    with pytest.raises(TripletFileError, match=f"object '{dup}' is not a name of object_id"):
+        resolve_triplets([{**bad, "object_id": not_dup}], swig)
+    h2 = next(x for x in swig.hois if x.object != dup)
+    with pytest.raises(TripletFileError, match=f"object '{dup}' is not a name of hoi_id"):
+        resolve_triplets([{**bad, "verb": h2.verb, "hoi_id": h2.id}], swig)
+
+
 def test_validate_detections_accepts_good_input() -> None:
     validate_detections([det(), det(object_box=None, verb="stand", object=None)], "f", "i")
     validate_detections([], "f", "i")

@@ -34,6 +34,8 @@ class EvalResult:
             table written to ``per_class_ap.csv``.
         protocol: human-readable description: AP formula, box convention, setting, class counts.
         notes: remarks on the input (predictions on unknown images counted or ignored, ...).
+        warnings: remarks that likely mean a wrong input (many unmatched images); printed
+            as warning lines and written to OUT.json as ``warnings`` when there are any.
     """
 
     benchmark: str
@@ -41,12 +43,15 @@ class EvalResult:
     per_class: dict[str, float]
     protocol: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """OUT.json content: ``summary`` plus ``protocol`` and ``notes`` as extra keys."""
         out = dict(self.summary)
         out.setdefault("protocol", dict(self.protocol))
         out.setdefault("notes", list(self.notes))
+        if self.warnings:
+            out.setdefault("warnings", list(self.warnings))
         return out
 
     def to_json(self, path: str | os.PathLike[str] | None = None, indent: int = 2) -> str:
@@ -122,6 +127,20 @@ class Evaluator:
                 "(field 'file_name')"
             )
         self._predictions[image_key] = self.convert(image_key, detections)
+
+    def image_keys(self) -> Iterable[str]:
+        """Every key :meth:`process` accepts for a ground-truth image (file names, ids)."""
+        raise NotImplementedError
+
+    @property
+    def num_gt_images(self) -> int:
+        """Number of ground-truth images."""
+        raise NotImplementedError
+
+    @property
+    def num_gt_pairs(self) -> int:
+        """Number of ground-truth human-object pairs (0: every AP would be 0)."""
+        raise NotImplementedError
 
     @property
     def num_processed(self) -> int:

@@ -82,16 +82,32 @@ def build_evaluator(args: argparse.Namespace) -> Evaluator:
     return SWIGEvaluator.from_files(args.annotations, strict=args.strict)
 
 
-def evaluate_file(evaluator: Evaluator, predictions: Path, benchmark: str) -> EvalResult:
-    """Stream a triplet file through ``evaluator`` and evaluate it.
+def evaluate_file(
+    evaluator: Evaluator, predictions: Path, benchmark: str, annotations: Any = None
+) -> EvalResult:
+    """Stream a predictions file through ``evaluator`` and evaluate it.
 
     Detections are validated once, by :func:`linkhoi.eval.resolve.resolve_triplets` inside
-    the evaluator.
+    the evaluator. Never a silent 0 (:mod:`linkhoi.eval.checks`): a ground truth without
+    pairs, or predictions of which no image is a ground-truth image, raise EvalError; names
+    that match only by base name are matched and noted; many unmatched images give warnings.
+
+    Args:
+        annotations: the annotation file(s), named (and inspected) when they hold no pair.
     """
+    from linkhoi.eval.checks import (
+        ImageKeys,
+        check_ground_truth,
+        check_matches,
+        guess_names_benchmark,
+    )
+
+    check_ground_truth(benchmark, evaluator.num_gt_images, evaluator.num_gt_pairs, annotations)
     evaluator.reset()
     evaluator.predictions_source = str(predictions)  # type: ignore[attr-defined]
     header: dict = {}
     want = BENCHMARK_SPACE[benchmark]
+    keys = ImageKeys(evaluator.image_keys())
     images = read_triplets(predictions, check_detections=False, header=header)
     try:
         with gc_paused():  # no reference cycles here; avoids full collections over 1M dicts
@@ -102,8 +118,22 @@ def evaluate_file(evaluator: Evaluator, predictions: Path, benchmark: str) -> Ev
                         f"{predictions}: field 'label_space' is {space!r}, but {benchmark} "
                         f"needs {want!r} predictions"
                     )
-                evaluator.process(name, dets)
-            return evaluator.evaluate()
+                try:
+                    evaluator.process(keys.match(name), dets)
+                except (TripletFileError, EvalError):
+                    # another benchmark's predictions fail on their classes: say so instead
+                    guess = guess_names_benchmark([name]) if not keys.matched else None
+                    if guess not in (None, benchmark):
+                        check_matches(keys, benchmark, predictions, 0, [])
+                    raise
+            gt_names = list(evaluator.image_keys())[:1]
+            notes, warnings = check_matches(
+                keys, benchmark, predictions, evaluator.num_gt_images, gt_names
+            )
+            result = evaluator.evaluate()
+            result.notes[:0] = notes
+            result.warnings.extend(warnings)
+            return result
     except (TripletFileError, EvalError) as err:
         msg = str(err)  # evaluators may not know the file name: put it in
         for anon in ("<predictions>", "<memory>"):
@@ -135,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         if args.export_official is not None:
             check_output_dir(args.export_official)
         evaluator = build_evaluator(args)
-        result = evaluate_file(evaluator, args.predictions, args.benchmark)
+        gt_files = [args.annotations, getattr(args, "instances", None)]
+        result = evaluate_file(evaluator, args.predictions, args.benchmark, gt_files)
     except (TripletFileError, EvalError, ValueError, OSError) as err:
         # DatasetError and LabelError are ValueErrors with a message naming file/image/field
         print(f"linkhoi eval: error: {err}", file=sys.stderr)
@@ -144,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
     names = _class_names(evaluator, result)
     csv_path = write_per_class_csv(out.parent / "per_class_ap.csv", result.per_class, names)
     print(format_table(result))
+    for line in result.warnings:
+        print(f"linkhoi eval: warning: {line}", file=sys.stderr)
     print(f"wrote {out} and {csv_path}")
     if args.plot:
         print(f"wrote {plot_per_class(out.parent / 'per_class_ap.png', result, names)}")

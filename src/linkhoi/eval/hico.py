@@ -186,6 +186,17 @@ class HICOEvaluator(Evaluator):
         """Detections whose (verb, object) is not a HICO-DET class (ignored)."""
         return sum(v[4] for v in self._predictions.values() if v[0] is not None)
 
+    def image_keys(self) -> list[str]:
+        return self.file_names
+
+    @property
+    def num_gt_images(self) -> int:
+        return len(self.file_names)
+
+    @property
+    def num_gt_pairs(self) -> int:
+        return int(self.npos.sum())
+
     def convert(self, image_key: str, detections: list[dict]) -> Any:
         """Keep (hois, scores, human boxes, object boxes) of the detections that are classes."""
         if image_key not in self.image_index:

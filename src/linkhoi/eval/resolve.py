@@ -77,6 +77,15 @@ class _Resolver:
         except LabelError:
             return _UNKNOWN
 
+    def fits(self, kind: str, name: Any, position: int) -> bool:
+        """Is ``name`` one of the names of the verb / object at ``position`` (forgiving)?"""
+        from linkhoi.labels import normalise_name
+
+        names = self.ls.verbs if kind == "verb" else self.ls.objects
+        if not isinstance(name, str) or not 0 <= position < len(names):
+            return False
+        return name == names[position] or normalise_name(name) == normalise_name(names[position])
+
     def classes(
         self, codes: Sequence[int], dets: list[dict], where: Any, names_only: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -199,29 +208,49 @@ def _combine(
     ids: list,
     what: str,
     where: Any,
+    r: _Resolver,
 ) -> np.ndarray:
-    """Merge name and id lookups; both given must agree. Raise on unknown/ambiguous."""
+    """Merge name and id lookups (D,); an id wins over a name that is ambiguous.
+
+    Both given and unambiguous: they must agree. An ambiguous name beside an id must be one
+    of that id's names (the id decides); an ambiguous name without an id stays
+    ``_AMBIGUOUS`` for the caller (a ``hoi_id`` may still decide it). Unknown names and ids
+    raise.
+    """
     for arr, vals, kind in ((by_name, names, "name"), (by_id, ids, "id")):
         if arr is None:
             continue
-        bad = np.flatnonzero(arr <= _UNKNOWN)
+        bad = np.flatnonzero((arr == _UNKNOWN) if kind == "name" else (arr <= _UNKNOWN))
         if bad.size:
             j = int(bad[0])
-            if arr[j] == _AMBIGUOUS:
-                raise TripletFileError(
-                    f"{where(j)}: {what} name {vals[j]!r} is ambiguous in this label space; "
-                    f"give '{what}_id' instead"
-                )
             raise TripletFileError(f"{where(j)}: unknown {what} {kind} {vals[j]!r}")
     if by_name is None:
         return by_id  # type: ignore[return-value]
     if by_id is None:
         return by_name
-    clash = np.flatnonzero((by_name != by_id) & (by_name != -1) & (by_id != -1))
+    amb = (by_name == _AMBIGUOUS) & (by_id >= 0)
+    for j in np.flatnonzero(amb).tolist():
+        if not r.fits(what, names[j], int(by_id[j])):
+            raise TripletFileError(
+                f"{where(j)}: {what} {names[j]!r} is not a name of {what}_id {ids[j]!r}"
+            )
+    by_name = np.where(amb, by_id, by_name)
+    clash = np.flatnonzero((by_name != by_id) & (by_name >= 0) & (by_id != -1))
     if clash.size:
         j = int(clash[0])
         raise TripletFileError(f"{where(j)}: {what} {names[j]!r} and {what}_id {ids[j]!r} disagree")
     return np.where(by_name == -1, by_id, by_name)
+
+
+def _raise_ambiguous(values: np.ndarray, names: list | None, what: str, where: Any) -> None:
+    """Raise for the first name no id decided (``values == _AMBIGUOUS``)."""
+    amb = np.flatnonzero(values == _AMBIGUOUS)
+    if amb.size:
+        j = int(amb[0])
+        raise TripletFileError(
+            f"{where(j)}: {what} name {(names or [None] * (j + 1))[j]!r} is ambiguous in this "
+            f"label space; give '{what}_id' (or 'hoi_id') as well"
+        )
 
 
 def _resolve_classes(
@@ -241,12 +270,12 @@ def _resolve_classes(
     if vn or vi:
         vname = _lookup_names(vn, r.verb_name, r, "verb") if vn else None
         vid = _lookup(vi, r.verb_id) if vi else None
-        verbs = _combine(vname, vid, vn or [], vi or [], "verb", where)
+        verbs = _combine(vname, vid, vn or [], vi or [], "verb", where, r)
     objects = np.full(n, -1, np.int64)
     if on or oi:
         oname = _lookup_names(on, r.object_name, r, "object") if on else None
         oid = _lookup(oi, r.object_id) if oi else None
-        objects = _combine(oname, oid, on or [], oi or [], "object", where)
+        objects = _combine(oname, oid, on or [], oi or [], "object", where, r)
     roles = np.zeros(n, np.int64)
     role_given = np.zeros(n, bool)
     if rl:
@@ -260,7 +289,10 @@ def _resolve_classes(
         role_given = roles > 0
         roles = np.maximum(roles, 0)
     hois = np.full(n, -1, np.int64)
-    named = verbs >= 0
+    if not hi:  # no hoi_id can decide an ambiguous name
+        _raise_ambiguous(verbs, vn, "verb", where)
+        _raise_ambiguous(objects, on, "object", where)
+    named = (verbs >= 0) & (objects != _AMBIGUOUS)
     if named.any():
         hois[named] = r.table[verbs[named], objects[named] + 1, roles[named]]
         amb = np.flatnonzero(hois == _AMBIGUOUS)
@@ -281,10 +313,17 @@ def _resolve_classes(
         # what the detection states by name/id must be the hoi_id's class (any-object
         # classes accept every object; an absent object or role states nothing)
         clash = given & (
-            (named & (verbs != hv))
+            ((verbs >= 0) & (verbs != hv))
             | ((objects >= 0) & (ho >= 0) & (objects != ho))
             | (role_given & (roles != hr))
         )
+        # an ambiguous name beside a hoi_id: the id decides; the name must be one of its names
+        for kind, vals, names, pos in (("verb", verbs, vn, hv), ("object", objects, on, ho)):
+            for j in np.flatnonzero(given & (vals == _AMBIGUOUS)).tolist():
+                if not r.fits(kind, names[j], int(pos[j])):  # type: ignore[index]
+                    raise TripletFileError(
+                        f"{where(j)}: {kind} {names[j]!r} is not a name of hoi_id {hi[j]!r}"  # type: ignore[index]
+                    )
         if clash.any():
             j = int(np.flatnonzero(clash)[0])
             raise TripletFileError(
@@ -295,6 +334,8 @@ def _resolve_classes(
         verbs = np.where(given, hv, verbs)
         objects = np.where(given & (ho >= 0), ho, objects)
         roles = np.where(given, hr, roles)
+        _raise_ambiguous(verbs, vn, "verb", where)
+        _raise_ambiguous(objects, on, "object", where)
     missing = np.flatnonzero(verbs < 0)
     if missing.size:
         j = int(missing[0])

@@ -163,6 +163,17 @@ class SWIGEvaluator(Evaluator):
             ls = labels.load(ls)
         return cls(read_swig(annotations, label_space=ls), ls, strict=strict)
 
+    def image_keys(self) -> list[str]:
+        return list(self.index)
+
+    @property
+    def num_gt_images(self) -> int:
+        return len(self.samples)
+
+    @property
+    def num_gt_pairs(self) -> int:
+        return len(self.gt_hoi)
+
     # ---------------------------------------------------------------- per image
     def convert(self, image_key: str, detections: list[dict]) -> Any:
         """One image's predictions: (image index or -1, HOI positions, scores, (D, 8) boxes)."""

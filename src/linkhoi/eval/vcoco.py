@@ -129,6 +129,17 @@ class VCOCOEvaluator(Evaluator):
         samples = read_vcoco(annotations, instances, ids, label_space=ls, sort_ids=sort_ids)
         return cls(samples, ls, strict=strict)
 
+    def image_keys(self) -> list[str]:
+        return list(self.gt.index)
+
+    @property
+    def num_gt_images(self) -> int:
+        return len(self.samples)
+
+    @property
+    def num_gt_pairs(self) -> int:
+        return int(self.gt.npos.sum())
+
     # ---------------------------------------------------------------- per image
     def convert(self, image_key: str, detections: list[dict]) -> Any:
         """One image's detections as arrays: (image index, keys, scores, human, object boxes).
