@@ -64,15 +64,35 @@ def test_hico_det_end_to_end(files, capsys) -> None:
     )
     assert res["map"]["full"] == pytest.approx(14 / 33 / 600, abs=1e-12)
     assert set(res["map"]) == {"full", "rare", "non_rare"}
-    rows = list(csv.DictReader((tmp / "res" / "per_class_ap.csv").open()))
+    rows = list(csv.DictReader((tmp / "res" / "OUT.per_class_ap.csv").open()))
     assert len(rows) == 600 and rows[RIDE]["name"] == "ride bicycle"
     assert float(rows[RIDE]["ap"]) == pytest.approx(14 / 33, abs=1e-12)
-    png = (tmp / "res" / "per_class_ap.png").read_bytes()
+    png = (tmp / "res" / "OUT.per_class_ap.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     shown = capsys.readouterr().out
     assert re.search(rf"mAP full\s+{100 * 14 / 33 / 600:.2f} %", shown)  # percent
     assert "11-point" in shown and "+1" in shown and "full 600 / rare 138 / non_rare 462" in shown
     assert "not_in_gt.jpg" in shown  # counted and reported
+
+
+def test_two_evaluations_in_one_folder_keep_their_own_outputs(files, capsys) -> None:
+    ann, pred, tmp = files
+    worse = write_triplets(tmp / "worse.json", [(n, [_det(H, [40, 40, 50, 50], 0.9)])
+                                                for n in NAMES], "hico_det")  # fmt: skip
+    for out, p in (("a.json", pred), ("b.json", worse)):
+        assert main(["eval", "hico_det", "--annotations", str(ann), "--predictions", str(p),
+                     "--output", str(tmp / "res" / out), "--plot"]) == 0  # fmt: skip
+    key = str(LS.hois[RIDE].id)
+    for stem, ap in (("a", 14 / 33), ("b", 0.0)):
+        rows = {
+            r["class"]: r for r in csv.DictReader((tmp / "res" / f"{stem}.per_class_ap.csv").open())
+        }
+        assert float(rows[key]["ap"]) == pytest.approx(ap, abs=1e-12)
+        assert (tmp / "res" / f"{stem}.per_class_ap.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp / "res" / "per_class_ap.csv").exists()
+    # the chart's best and worst classes are named (and printed)
+    shown = capsys.readouterr().out
+    assert f"a.per_class_ap.png (best: ride bicycle {100 * 14 / 33:.1f} %" in shown
 
 
 def test_known_object_and_zero_shot_flags(files) -> None:
@@ -180,7 +200,7 @@ def test_swig_hoi_through_the_cli(tmp_path) -> None:
     assert res["benchmark"] == "swig_hoi"
     assert set(res["map"]) == {"non_rare", "rare", "unseen", "full", "full_seen_only"}
     assert res["per_class_ap"][str(h.id)] == pytest.approx(1.0)  # one TP, npos 1
-    assert (tmp_path / "per_class_ap.csv").is_file()
+    assert (tmp_path / "o.per_class_ap.csv").is_file()
 
 
 def _vcoco_files(tmp_path) -> list[str]:

@@ -8,8 +8,8 @@
     linkhoi eval swig_hoi --annotations swig_test.json --predictions FILE --output OUT.json
     common: [--strict] [--plot] [--export-official DIR]
 
-Writes OUT.json (fractions in [0, 1]) and ``per_class_ap.csv`` beside it, prints a table in
-percent with the protocol used; ``--plot`` adds ``per_class_ap.png``.
+Writes OUT.json (fractions in [0, 1]) and ``OUT.per_class_ap.csv`` beside it, prints a table
+in percent with the protocol used; ``--plot`` adds ``OUT.per_class_ap.png``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true",
                    help="predictions on images not in the annotations (or not a class) are an "
                    "error instead of being ignored and counted")  # fmt: skip
-    p.add_argument("--plot", action="store_true", help="also write per_class_ap.png")
+    p.add_argument("--plot", action="store_true", help="also write OUT.per_class_ap.png")
     p.add_argument("--export-official", type=Path, metavar="DIR",
                    help="write the predictions in the official evaluator's input format")  # fmt: skip
 
@@ -150,18 +150,27 @@ def _class_names(evaluator: Any, result: EvalResult) -> dict[str, str]:
     return {k: by_id[k] for k in result.per_class if k in by_id}
 
 
+def output_path(out: Path, what: str) -> Path:
+    """The file ``OUT.<what>`` beside ``--output OUT.json`` (``.json`` dropped), so that two
+    evaluations into one folder never overwrite each other's CSV or charts."""
+    stem = out.name[:-5] if out.name.lower().endswith(".json") else out.name
+    return out.with_name(f"{stem}.{what}")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Evaluate, write OUT.json + per_class_ap.csv (+ png, + official export), print a table."""
+    """Evaluate, write OUT.json + OUT.per_class_ap.csv (+ png, + official export), print a
+    table."""
     from linkhoi.eval.report import format_table, plot_per_class, write_per_class_csv
     from linkhoi.io import check_output_dir, check_output_file
 
     out: Path = args.output
+    csv_out, png_out = output_path(out, "per_class_ap.csv"), output_path(out, "per_class_ap.png")
     try:
         # Every output is checked first: a bad one must not leave the others half done.
         check_output_file(out)
-        check_output_file(out.parent / "per_class_ap.csv")
+        check_output_file(csv_out)
         if args.plot:
-            check_output_file(out.parent / "per_class_ap.png")
+            check_output_file(png_out)
         if args.export_official is not None:
             check_output_dir(args.export_official)
         evaluator = build_evaluator(args)
@@ -173,13 +182,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     result.to_json(out)
     names = _class_names(evaluator, result)
-    csv_path = write_per_class_csv(out.parent / "per_class_ap.csv", result.per_class, names)
+    csv_path = write_per_class_csv(csv_out, result.per_class, names)
     print(format_table(result))
     for line in result.warnings:
         print(f"linkhoi eval: warning: {line}", file=sys.stderr)
     print(f"wrote {out} and {csv_path}")
     if args.plot:
-        print(f"wrote {plot_per_class(out.parent / 'per_class_ap.png', result, names)}")
+        path, best, worst = plot_per_class(png_out, result, names)
+        print(f"wrote {path} (best: {best}; worst: {worst})")
     if args.export_official is not None:
         written = evaluator.export_official(args.export_official)  # type: ignore[attr-defined]
         where = written[0].parent if isinstance(written, list) and written else written

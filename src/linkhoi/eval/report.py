@@ -60,10 +60,26 @@ def write_per_class_csv(
     return path
 
 
+def best_and_worst(
+    per_class: Mapping[str, float], names: Mapping[str, str] | None = None, k: int = 3
+) -> tuple[str, str]:
+    """``"name 95.1 %, ..."`` of the ``k`` best and the ``k`` worst classes (NaN APs left out;
+    ties keep the class order)."""
+    items = [(key, float(v)) for key, v in per_class.items() if v == v]
+    ranked = sorted(items, key=lambda kv: -kv[1])
+
+    def show(rows: list[tuple[str, float]]) -> str:
+        return ", ".join(f"{(names or {}).get(key, key)} {100.0 * v:.1f} %" for key, v in rows)
+
+    worst = sorted(items, key=lambda kv: kv[1])[:k]
+    return show(ranked[:k]), show(worst)
+
+
 def plot_per_class(
     path: str | os.PathLike[str], result: EvalResult, names: Mapping[str, str] | None = None
-) -> Path:
-    """Per-class AP chart (PNG, percent): classes sorted by AP, with the mean as a line."""
+) -> tuple[Path, str, str]:
+    """Per-class AP chart (PNG, percent): classes sorted by AP, with the mean as a line and
+    the best and worst classes named. Returns (path, best, worst) as :func:`best_and_worst`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,12 +88,16 @@ def plot_per_class(
     items = sorted(result.per_class.items(), key=lambda kv: kv[1], reverse=True)
     values = [100.0 * float(v) for _, v in items]
     n = len(values)
+    best, worst = best_and_worst(result.per_class, names)
     fig, ax = plt.subplots(figsize=(min(max(6.0, 0.12 * n), 16.0), 4.5), dpi=100)
     ax.bar(range(n), values, width=1.0, color="tab:blue")
     if n:
         mean = sum(values) / n
         ax.axhline(mean, color="tab:red", lw=1, label=f"mean {mean:.2f}")
         ax.legend(loc="upper right")
+        ax.text(0.99, 0.80, f"best: {best}\nworst: {worst}", transform=ax.transAxes,
+                ha="right", va="top", fontsize=7,
+                bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})  # fmt: skip
     if n <= 60:  # readable labels only for small class sets
         labels = [(names or {}).get(k, k) for k, _ in items]
         ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
@@ -94,4 +114,4 @@ def plot_per_class(
             fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-    return path
+    return path, best, worst
