@@ -3,7 +3,9 @@
 - `InputError`: malformed input, its message naming the file, the image and the field
   (`linkhoi.data.DatasetError` and `linkhoi.detections.DetectionError` are its subclasses);
 - `load_json`: parse a json file (gzipped when named ``*.gz``), every failure one `InputError`
-  (or subclass) naming the file;
+  (or subclass) naming the file; `read_limited` / `text_lines` read a file (inflated) or its
+  lines up to `input_limit` bytes (``$LINKHOI_MAX_INPUT_MB``), `parse_json` turns a
+  nesting too deep for Python's parser into one `InputError` (`too_deep` words it);
 - `atomic_path` / `atomic_open` / `atomic_write_text`: write beside the target, then rename
   over it (`atomic_open` gzips a ``*.gz`` target); `check_output_file` / `check_output_dir`
   refuse targets that cannot be written (`OutputError`) before any work is done;
@@ -14,13 +16,15 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
@@ -59,31 +63,113 @@ def is_gzip_name(path: str | Path) -> bool:
     return Path(path).name.lower().endswith(".gz")
 
 
-def load_json(path: str | Path, error: type[InputError] = InputError) -> Any:
-    """Parse a json file (UTF-8, or UTF-16/32 as json detects it from the bytes), gzipped when
-    its name ends in ``.gz``.
+LIMIT_ENV = "LINKHOI_MAX_INPUT_MB"
+DEFAULT_LIMIT_MB = 512
+_CHUNK = 1 << 20
 
-    A missing, truncated or malformed file raises one `error` naming the file.
+
+def input_limit() -> int:
+    """The most bytes linkhoi reads from one json/yaml file (after gunzip) or one JSON Lines
+    line: ``$LINKHOI_MAX_INPUT_MB`` megabytes (MiB), default 512. Real annotation, detection
+    and triplet files are far smaller; the limit stops a small gzip bomb from taking gigabytes."""
+    raw = os.environ.get(LIMIT_ENV, "").strip()
+    try:
+        mb = float(raw) if raw else DEFAULT_LIMIT_MB
+    except ValueError:
+        mb = -1.0
+    if not 0 < mb < float("inf"):
+        raise InputError(f"{LIMIT_ENV}={raw!r}: give a size in megabytes, e.g. 2048")
+    return int(mb * _CHUNK)
+
+
+def too_big_message(what: str, limit: int) -> str:
+    return (
+        f"{what} is larger than linkhoi's input limit of {limit / _CHUNK:g} MB; if the file "
+        f"is genuine, raise the limit with the environment variable {LIMIT_ENV} (in MB)"
+    )
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if is_gzip_name(path) else open(path, "rb")
+
+
+def read_limited(path: str | Path, error: type[InputError] = InputError) -> bytes:
+    """The bytes of ``path`` (inflated when named ``*.gz``), read in 1 MB chunks and refused
+    with one `error` naming the file and the limit once they exceed `input_limit`.
+
+    Memory stays within the limit whatever the compression ratio. I/O errors propagate.
     """
     path = Path(path)
+    limit = input_limit()
+    data = bytearray()
+    with _open_binary(path) as fh:
+        while chunk := fh.read(_CHUNK):
+            data += chunk
+            if len(data) > limit:
+                what = "inflated content" if is_gzip_name(path) else "content"
+                raise error(too_big_message(what, limit), path)
+    return bytes(data)
+
+
+def text_lines(path: str | Path, error: type[InputError] = InputError) -> Iterator[str]:
+    """The UTF-8 lines of ``path`` (inflated when named ``*.gz``), streamed; a line longer
+    than `input_limit` raises one `error` naming the file and line instead of filling memory."""
+    path = Path(path)
+    limit = input_limit()
+    with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as fh:
+        lineno = 0
+        while line := fh.readline(limit + 1):
+            lineno += 1
+            if len(line) > limit:
+                raise error(too_big_message(f"line {lineno}", limit), path)
+            yield line
+
+
+def too_deep(limit: int | None = None) -> str:
+    """The message for input nested deeper than Python's parsers recurse."""
+    depth = limit or sys.getrecursionlimit()
+    return f"nested too deeply (more than about {depth} levels of lists or objects)"
+
+
+def parse_json(data: bytes | str, path: str | Path, error: type[InputError] = InputError) -> Any:
+    """``json.loads`` with every failure (syntax, encoding, nesting depth) one `error`."""
     try:
-        with (gzip.open if is_gzip_name(path) else open)(path, "rb") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise error("file not found", path) from None
-    except (EOFError, gzip.BadGzipFile) as err:  # before OSError: BadGzipFile is one
-        raise error(f"not a complete gzip file ({err})", path) from None
+        return json.loads(data)
     except json.JSONDecodeError as err:
         raise error(
             f"{error.invalid_json} at line {err.lineno} column {err.colno}: {err.msg}",
             path,
             field=error.invalid_json_field,
         ) from None
-    except (OSError, UnicodeDecodeError) as err:
+    except RecursionError:
+        raise error(too_deep(), path) from None
+    except UnicodeDecodeError as err:
+        raise error(f"not UTF-8 text ({err.reason})", path) from None
+
+
+def load_json(path: str | Path, error: type[InputError] = InputError) -> Any:
+    """Parse a json file (UTF-8, or UTF-16/32 as json detects it from the bytes), gzipped when
+    its name ends in ``.gz``.
+
+    A missing, truncated, malformed, too deeply nested or too large (`input_limit`) file
+    raises one `error` naming the file.
+    """
+    path = Path(path)
+    try:
+        data = read_limited(path, error)
+    except FileNotFoundError:
+        raise error("file not found", path) from None
+    except (EOFError, gzip.BadGzipFile) as err:  # before OSError: BadGzipFile is one
+        raise error(f"not a complete gzip file ({err})", path) from None
+    except OSError as err:
         if error.wrap_read_errors:
             raise error(f"cannot read: {err}", path) from None
-        if isinstance(err, UnicodeDecodeError):
-            raise error(f"not UTF-8 text ({err.reason})", path) from None
+        raise
+    try:
+        return parse_json(data, path, error)
+    except InputError as err:
+        if error.wrap_read_errors and err.reason.startswith("not UTF-8"):
+            raise error(f"cannot read: {err.reason}", path) from None
         raise
 
 

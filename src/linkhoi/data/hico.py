@@ -32,6 +32,7 @@ from linkhoi.data.sample import (
     parse_size,
     resolve_label_space,
 )
+from linkhoi.matfile import check_mat_size
 
 ON_INVALID = ("error", "warn")
 
@@ -179,6 +180,7 @@ def read_hico_mat(
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     key = f"bbox_{split}"
+    check_mat_size(path, DatasetError)
     try:
         mat = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True, variable_names=[key])
     except FileNotFoundError:

@@ -26,7 +26,7 @@ from linkhoi.data.sample import (
     parse_size,
     resolve_label_space,
 )
-from linkhoi.io import is_number
+from linkhoi.io import is_number, read_limited
 from linkhoi.labels.labelspace import LabelError
 
 
@@ -34,7 +34,7 @@ def read_ids(path: str | Path) -> list[int]:
     """COCO image ids, one per line (blank lines ignored), each id once."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path, DatasetError)
     except OSError as err:
         raise DatasetError(f"cannot read ids file ({err.strerror})", path) from None
     try:

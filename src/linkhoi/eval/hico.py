@@ -25,6 +25,7 @@ from linkhoi.eval.ap import MATLAB_11_POINTS, ap_11_point, precision_recall
 from linkhoi.eval.base import EvalError, EvalResult, Evaluator
 from linkhoi.eval.resolve import resolve_triplets
 from linkhoi.eval.triplets import gc_paused
+from linkhoi.matfile import check_mat_size
 
 SETTINGS = ("default", "known_object")
 SPLITS = ("full", "rf_uc", "nf_uc", "uo", "uv")
@@ -365,6 +366,7 @@ def read_image_labels(
     import scipy.io
 
     path = Path(path)
+    check_mat_size(path, EvalError)
     try:
         mat = scipy.io.loadmat(path, variable_names=["anno_test", "list_test"], squeeze_me=True)
     except FileNotFoundError:

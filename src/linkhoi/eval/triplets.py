@@ -14,18 +14,24 @@ from __future__ import annotations
 import contextlib
 import gc
 import gzip
-import io
 import json
 import math
 import numbers
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
-from linkhoi.io import InputError, atomic_open, is_gzip_name, is_number
+from linkhoi.io import (
+    InputError,
+    atomic_open,
+    is_number,
+    read_limited,
+    text_lines,
+    too_deep,
+)
 
 FORMAT = "hoi-triplets"
 VERSION = 1
@@ -60,12 +66,6 @@ def _is_jsonl(path: Path) -> bool:
     return name.endswith((".jsonl", ".ndjson"))
 
 
-def _open_text(path: Path) -> IO[str]:
-    if is_gzip_name(path):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector: building a million small dicts otherwise triggers
@@ -81,17 +81,32 @@ def gc_paused() -> Iterator[None]:
 
 def _load_json(path: Path) -> Any:
     try:
-        with _open_text(path) as fh, gc_paused():
-            return json.load(fh)
+        data = read_limited(path, TripletFileError)
+        with gc_paused():
+            return json.loads(data)
     except json.JSONDecodeError as err:
         raise TripletFileError(
             f"{path}: not valid JSON at line {err.lineno}, column {err.colno} ({err.msg}); "
             "the file may be truncated"
         ) from None
+    except RecursionError:
+        raise TripletFileError(f"{path}: {too_deep()}") from None
     except (EOFError, gzip.BadGzipFile, OSError, UnicodeDecodeError) as err:
         raise TripletFileError(
             f"{path}: cannot be read ({err}); the file may be truncated"
         ) from None
+
+
+def _json_line(line: str, path: Path, lineno: int) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise TripletFileError(
+            f"{path}: line {lineno} is not valid JSON ({err.msg}, column "
+            f"{err.colno}); the file may be truncated"
+        ) from None
+    except RecursionError:
+        raise TripletFileError(f"{path}: line {lineno} is {too_deep()}") from None
 
 
 def check_header(header: dict, path: Any) -> None:
@@ -115,27 +130,20 @@ def _iter_records(path: Path, header: dict | None = None) -> Iterator[tuple[int,
     line without ``file_name`` and ``detections``) go to ``header``, checked."""
     if _is_jsonl(path):
         try:
-            with _open_text(path) as fh:
-                index, first = 0, True
-                for lineno, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise TripletFileError(
-                            f"{path}: line {lineno} is not valid JSON ({err.msg}, column "
-                            f"{err.colno}); the file may be truncated"
-                        ) from None
-                    if first and isinstance(rec, dict) and not rec.keys() & _RECORD_KEYS:
-                        check_header(rec, path)  # header line: format, version, label_space
-                        if header is not None:
-                            header.update(rec)
-                        first = False
-                        continue
+            index, first = 0, True
+            for lineno, line in enumerate(text_lines(path, TripletFileError), start=1):
+                if not line.strip():
+                    continue
+                rec = _json_line(line, path, lineno)
+                if first and isinstance(rec, dict) and not rec.keys() & _RECORD_KEYS:
+                    check_header(rec, path)  # header line: format, version, label_space
+                    if header is not None:
+                        header.update(rec)
                     first = False
-                    yield index, rec
-                    index += 1
+                    continue
+                first = False
+                yield index, rec
+                index += 1
         except (EOFError, gzip.BadGzipFile, UnicodeDecodeError) as err:
             raise TripletFileError(
                 f"{path}: cannot be read ({err}); the file may be truncated"
@@ -161,13 +169,12 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The top-level keys other than ``images`` (``format``, ``version``, ``label_space``...)."""
     path = Path(path)
     if _is_jsonl(path):
-        with _open_text(path) as fh:
-            for line in fh:
-                if line.strip():
-                    rec = json.loads(line)
-                    if isinstance(rec, dict) and "file_name" not in rec:
-                        return rec
-                    return {}
+        for lineno, line in enumerate(text_lines(path, TripletFileError), start=1):
+            if line.strip():
+                rec = _json_line(line, path, lineno)
+                if isinstance(rec, dict) and "file_name" not in rec:
+                    return rec
+                return {}
         return {}
     data = _load_json(path)
     return {k: v for k, v in data.items() if k != "images"} if isinstance(data, dict) else {}

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from linkhoi.io import read_limited, too_deep
 from linkhoi.labels.labelspace import ROLES, HOIClass, LabelError, LabelSpace
 
 _KEYS = {"name", "human", "verbs", "objects", "hois", "subsets", "verb_ing", "format", "version"}
@@ -190,7 +191,7 @@ def read_label_space_file(path: str | Path) -> LabelSpace:
     """Load a user's `.yaml`/`.yml`/`.json` label-space file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path, LabelError).decode("utf-8")
     except FileNotFoundError:
         raise LabelError(f"{path}: label-space file not found") from None
     except (OSError, UnicodeDecodeError) as err:
@@ -203,4 +204,6 @@ def read_label_space_file(path: str | Path) -> LabelSpace:
         ) from None
     except yaml.YAMLError as err:
         raise LabelError(f"{path}: <file>: invalid YAML: {err}") from None
+    except RecursionError:
+        raise LabelError(f"{path}: <file>: {too_deep()}") from None
     return label_space_from_user_dict(data, str(path))

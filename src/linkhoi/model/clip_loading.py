@@ -16,7 +16,6 @@ Formats recognised by :func:`detect_format`:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import warnings
 import zipfile
@@ -28,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from linkhoi.io import atomic_path
+from linkhoi.io import InputError, atomic_path, load_json
 
 # Tensors OpenAI's TorchScript state dicts carry that are not open_clip parameters.
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -282,9 +281,9 @@ def read_hf_config(directory: str | Path) -> dict:
     """open_clip model config of a Hugging Face CLIP directory (see :func:`hf_config_to_open_clip`)."""
     path = Path(directory) / "config.json"
     try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ClipLoadError(f"{path}: cannot be read as JSON ({exc})") from exc
+        config = load_json(path)
+    except (OSError, InputError) as exc:  # also too large or too deeply nested
+        raise ClipLoadError(f"{path}: cannot be read as JSON ({exc})") from None
     return hf_config_to_open_clip(config, path)
 
 

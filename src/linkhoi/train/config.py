@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from linkhoi.io import atomic_write_text
+from linkhoi.io import InputError, atomic_write_text, read_limited, too_deep
 
 if typing.TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -239,6 +239,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"override {key.strip()!r}: the value is {too_deep()}") from None
     return key.strip(), value
 
 
@@ -296,7 +298,7 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
             text, source = packaged.read_text(), f"packaged config {packaged.name}"
     try:
         if text is None:
-            text = Path(path).read_text()
+            text = read_limited(path, InputError).decode("utf-8")
         data = yaml.safe_load(text) or {}
     except FileNotFoundError:
         names = ", ".join(packaged_configs()) or "none"
@@ -305,6 +307,10 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: {too_deep()}") from None
+    except InputError as exc:  # larger than the input limit
+        raise ConfigError(f"{source}: {exc.reason}") from None
     except (UnicodeDecodeError, IsADirectoryError) as exc:
         raise ConfigError(f"{source}: not a UTF-8 YAML text file ({exc})") from None
     cfg = TrainConfig.from_dict(data, source=source)
