@@ -144,7 +144,7 @@ def test_open_vocabulary_and_no_draw(world: dict, tmp_path: Path) -> None:
 def test_bad_inputs_give_one_clear_error(world: dict, tmp_path: Path, capsys) -> None:
     base = [str(world["imgs"]), "--checkpoint", str(world["ckpt"]), "--out", str(tmp_path / "x")]
     assert _run(base) == 2
-    assert "--detector torchvision:NAME" in capsys.readouterr().err
+    assert "--detector KIND:ARG" in capsys.readouterr().err
     other = write_detections(
         tmp_path / "hico.json", [{"file_name": "rgb.png", "detections": []}], "hico_det"
     )

@@ -23,9 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a linkhoi checkpoint (.pt)")
     box = parser.add_argument_group("boxes (give one)")
     box.add_argument(
-        "--detector", help="torchvision:NAME, e.g. torchvision:fasterrcnn_resnet50_fpn_v2"
+        "--detector",
+        help="KIND:ARG: torchvision:NAME (with --detector-weights), hf:DIR (a transformers "
+        "folder), ... (docs/inference.md)",
     )
-    box.add_argument("--detector-weights", help="state dict file of the --detector model")
+    box.add_argument("--detector-weights", help="state dict file of a torchvision:NAME model")
+    box.add_argument(
+        "--objects", help='open-vocabulary detectors: the object names to find, "giraffe, cup"'
+    )
     box.add_argument("--detections", help="detection file (linkhoi json or COCO results)")
     box.add_argument(
         "--categories", help="with COCO results: the COCO-style json mapping image ids to names"
@@ -130,6 +135,8 @@ def _run(args: argparse.Namespace) -> int:
         args.detections,
         device=args.device,
         categories=args.categories,
+        batch_size=args.batch_size,
+        objects=parse_prompt_list(args.objects) if args.objects else None,
     )
     if args.detections is not None:
         _check_records(images, detector, args.detections)
@@ -162,6 +169,13 @@ def _run(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({len(results)} images, {n} triplets)")
     if not args.no_draw:
         print(f"wrote {len(results)} annotated images under {out / 'images'}")
+    dropped = getattr(detector, "dropped", None)  # detectors with classes beyond the space
+    if dropped:
+        print(
+            f"dropped {sum(dropped.values())} detection(s) of classes the label space lacks: "
+            + ", ".join(f"{name} ({n})" for name, n in dropped.most_common(5)),
+            file=sys.stderr,
+        )
     if skipped:
         print(f"skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
         for p, reason in skipped:

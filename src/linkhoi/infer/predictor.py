@@ -188,12 +188,16 @@ class Predictor:
                     )
                 name = detection_key(source, name) or name
             dets = source.detect(name, image)
+        self._check_size(name, dets, image)
+        return dets
+
+    @staticmethod
+    def _check_size(name: str, dets: Detections, image: Image.Image) -> None:
         if tuple(dets.image_size) != image.size:
             raise InferenceError(
                 f"image {name!r}: detections are for a {dets.image_size[0]}x{dets.image_size[1]}"
                 f" image but the image (EXIF-rotated) is {image.size[0]}x{image.size[1]}"
             )
-        return dets
 
     def _check_given(self, dets: Detections, name: str) -> None:
         """Detections passed in directly get the checks a detection file gets."""
@@ -295,7 +299,7 @@ class Predictor:
         source = self._source(detector)
         if isinstance(source, Detections | list):
             raise InferenceError("predict_many needs a DetectionSource or a function")
-        pending: list[tuple[str, Image.Image, Detections]] = []
+        pending: list[tuple[str, Image.Image]] = []
         for item in paths:
             path, name = item if isinstance(item, tuple) else (item, str(item))
             try:
@@ -305,21 +309,31 @@ class Predictor:
                     raise
                 on_error(Path(path), err)
                 continue
-            pending.append((name, image, self._detections_for(source, 0, name, image)))
+            pending.append((name, image))
             if len(pending) >= batch_size:
-                yield from self._flush(pending, top_k, threshold)
+                yield from self._flush(source, pending, top_k, threshold)
                 pending = []
         if pending:
-            yield from self._flush(pending, top_k, threshold)
+            yield from self._flush(source, pending, top_k, threshold)
 
     def _flush(
         self,
-        pending: list[tuple[str, Image.Image, Detections]],
+        source: Any,
+        pending: list[tuple[str, Image.Image]],
         top_k: int | None,
         threshold: float,
     ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-        names, imgs, dets = zip(*pending, strict=True)
-        results = self.predict_batch(list(imgs), list(dets), top_k, threshold)
+        names, imgs = (list(x) for x in zip(*pending, strict=True))
+        batch = getattr(source, "detect_batch", None)
+        if batch is not None:  # a detector model: one batched forward pass for the chunk
+            dets = batch(imgs)
+            for name, image, d in zip(names, imgs, dets, strict=True):
+                self._check_size(name, d, image)
+        else:
+            dets = [
+                self._detections_for(source, 0, n, im) for n, im in zip(names, imgs, strict=True)
+            ]
+        results = self.predict_batch(imgs, dets, top_k, threshold)
         yield from zip(names, results, strict=True)
 
 

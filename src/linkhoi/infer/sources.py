@@ -55,41 +55,39 @@ def expand_images(inputs: list[str]) -> list[tuple[Path, str]]:
 
 
 def make_detector(
-    label_space: LabelSpace,
+    label_space: LabelSpace | None,
     detector: str | None = None,
     detector_weights: str | None = None,
     detections: str | None = None,
     device: str | None = None,
     score_threshold: float = 0.05,
     categories: str | None = None,
+    **options: Any,
 ) -> Any:
     """The `DetectionSource` the command line asks for.
 
-    ``detector="torchvision:NAME"`` with ``detector_weights`` builds a `TorchvisionDetector`;
-    ``detections=FILE`` reads a detection file (its label space must be the checkpoint's;
-    COCO results also need ``categories``, the COCO-style file of image ids and categories).
+    ``detector="KIND:ARG"`` builds a registered detector kind (`linkhoi.detections.registry`:
+    ``torchvision:NAME`` with ``detector_weights``, ``hf:DIR``, ...; `options` such as
+    ``batch_size``, ``objects`` go to its factory); ``detections=FILE`` reads a detection
+    file (its label space must be the checkpoint's; COCO results also need ``categories``,
+    the COCO-style file of image ids and categories).
     """
+    from linkhoi.detections.registry import kinds_help, make_source
+
     if (detector is None) == (detections is None):
         raise InferenceError(
-            "give exactly one box source: --detector torchvision:NAME --detector-weights FILE "
-            "(a torchvision COCO detector) or --detections FILE (boxes from any detector)"
+            "give exactly one box source: --detector KIND:ARG, one of "
+            f"{kinds_help()}; or --detections FILE (boxes from any detector)"
         )
     if detections is not None:
         from linkhoi.detections import FileDetections
 
         return FileDetections(detections, label_space, categories=categories)
-    kind, _, name = detector.partition(":")  # type: ignore[union-attr]
-    if kind != "torchvision" or not name:
-        raise InferenceError(
-            f"--detector {detector!r}: write torchvision:NAME, e.g. "
-            "torchvision:fasterrcnn_resnet50_fpn_v2"
-        )
-    if not detector_weights:
-        raise InferenceError(
-            f"--detector {detector}: --detector-weights FILE is needed (nothing is downloaded)"
-        )
-    from linkhoi.detections.torchvision_detector import TorchvisionDetector
-
-    return TorchvisionDetector(
-        name, detector_weights, label_space, score_threshold=score_threshold, device=device
+    return make_source(
+        detector,  # type: ignore[arg-type]
+        label_space,  # type: ignore[arg-type]
+        weights=detector_weights,
+        device=device,
+        score_threshold=score_threshold,
+        **options,
     )
