@@ -35,6 +35,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="predictions on images not in the annotations (or not a class) are an "
                    "error instead of being ignored and counted")  # fmt: skip
     p.add_argument("--plot", action="store_true", help="also write OUT.per_class_ap.png")
+    p.add_argument("--diagnose", action="store_true",
+                   help="why the mAP is what it is: TIDE-style error types and the mAP gained "
+                   "by fixing each (hico_det)")  # fmt: skip
     p.add_argument("--export-official", type=Path, metavar="DIR",
                    help="write the predictions in the official evaluator's input format")  # fmt: skip
 
@@ -150,6 +153,16 @@ def _class_names(evaluator: Any, result: EvalResult) -> dict[str, str]:
     return {k: by_id[k] for k in result.per_class if k in by_id}
 
 
+def _ranked_classes(evaluator: Any, result: EvalResult) -> dict[str, float]:
+    """The per-class APs the chart's best / worst lists rank: classes with ground truth only
+    (a class without it has AP 0 by rule, which says nothing about the model)."""
+    npos, ls = getattr(evaluator, "npos", None), getattr(evaluator, "label_space", None)
+    if npos is None or ls is None or len(npos) != len(ls.hois):
+        return result.per_class
+    has_gt = {str(h.id) for h, n in zip(ls.hois, npos, strict=True) if n > 0}
+    return {k: v for k, v in result.per_class.items() if k in has_gt}
+
+
 def output_path(out: Path, what: str) -> Path:
     """The file ``OUT.<what>`` beside ``--output OUT.json`` (``.json`` dropped), so that two
     evaluations into one folder never overwrite each other's CSV or charts."""
@@ -171,11 +184,17 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(csv_out)
         if args.plot:
             check_output_file(png_out)
+        if args.plot and args.diagnose:
+            check_output_file(output_path(out, "diagnosis.png"))
         if args.export_official is not None:
             check_output_dir(args.export_official)
         evaluator = build_evaluator(args)
+        if args.diagnose and not hasattr(evaluator, "diagnose"):
+            raise EvalError(f"--diagnose is available for hico_det, not {args.benchmark}")
         gt_files = [args.annotations, getattr(args, "instances", None)]
         result = evaluate_file(evaluator, args.predictions, args.benchmark, gt_files)
+        if args.diagnose:
+            result.summary["diagnosis"] = evaluator.diagnose()  # type: ignore[attr-defined]
     except (TripletFileError, EvalError, ValueError, OSError) as err:
         # DatasetError and LabelError are ValueErrors with a message naming file/image/field
         print(f"linkhoi eval: error: {err}", file=sys.stderr)
@@ -184,12 +203,24 @@ def run(args: argparse.Namespace) -> int:
     names = _class_names(evaluator, result)
     csv_path = write_per_class_csv(csv_out, result.per_class, names)
     print(format_table(result))
+    if args.diagnose:
+        from linkhoi.eval.diagnose import format_diagnosis
+
+        print(format_diagnosis(result.summary["diagnosis"]))
     for line in result.warnings:
         print(f"linkhoi eval: warning: {line}", file=sys.stderr)
     print(f"wrote {out} and {csv_path}")
     if args.plot:
-        path, best, worst = plot_per_class(png_out, result, names)
+        path, best, worst = plot_per_class(png_out, result, names,
+                                           _ranked_classes(evaluator, result))  # fmt: skip
         print(f"wrote {path} (best: {best}; worst: {worst})")
+        if args.diagnose:
+            from linkhoi.eval.diagnose import plot_diagnosis
+
+            diag = result.summary["diagnosis"]
+            print(
+                f"wrote {plot_diagnosis(output_path(out, 'diagnosis.png'), diag, args.benchmark)}"
+            )
     if args.export_official is not None:
         written = evaluator.export_official(args.export_official)  # type: ignore[attr-defined]
         where = written[0].parent if isinstance(written, list) and written else written

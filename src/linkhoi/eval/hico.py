@@ -245,20 +245,21 @@ class HICOEvaluator(Evaluator):
         ob = np.concatenate([v[3] for _, v in parts])
         return img, hoi, score, hb, ob
 
-    def match(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rank and match every detection.
+    def match_details(self) -> dict[str, np.ndarray]:
+        """Rank and match every detection (D detections, ranked by class, then score).
 
-        Returns:
-            hoi (D,) class position per ranked detection (grouped by class, ascending),
-            tp (D,) bool, and ``bounds`` (H + 1,) so that class c is ``[bounds[c], bounds[c+1])``.
+        Returns dict of (D,) arrays ``img``, ``hoi``, ``score``, ``tp`` (bool), ``gt_row``
+        (the ground-truth row of ``gt_key`` a true positive took, -1 otherwise), ``seq``
+        (position in image order, then input order: the tie order), and (D, 4) ``hb``, ``ob``.
         """
         img, hoi, score, hb, ob = self._collect()
+        seq = np.arange(len(img))
         if self.known is not None:
             keep = self.known[self.hoi_object[hoi], img]
-            img, hoi, score, hb, ob = img[keep], hoi[keep], score[keep], hb[keep], ob[keep]
+            img, hoi, score, hb, ob, seq = (x[keep] for x in (img, hoi, score, hb, ob, seq))
         # by class, then score descending; lexsort is stable so ties keep image/input order
         order = np.lexsort((-score, hoi))
-        img, hoi, hb, ob = img[order], hoi[order], hb[order], ob[order]
+        img, hoi, score, hb, ob, seq = (x[order] for x in (img, hoi, score, hb, ob, seq))
         n = len(hoi)
         key = hoi * len(self.file_names) + img
         start = np.searchsorted(self.gt_key, key, side="left")
@@ -282,19 +283,46 @@ class HICOEvaluator(Evaluator):
         _, first = np.unique(j_max[qualified], return_index=True)
         tp = np.zeros(n, dtype=bool)
         tp[qualified[first]] = True
-        bounds = np.searchsorted(hoi, np.arange(len(self.label_space.hois) + 1), side="left")
-        return hoi, tp, bounds
+        return {"img": img, "hoi": hoi, "score": score, "hb": hb, "ob": ob, "seq": seq,
+                "tp": tp, "gt_row": np.where(tp, j_max, -1)}  # fmt: skip
+
+    def match(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rank and match every detection.
+
+        Returns:
+            hoi (D,) class position per ranked detection (grouped by class, ascending),
+            tp (D,) bool, and ``bounds`` (H + 1,) so that class c is ``[bounds[c], bounds[c+1])``.
+        """
+        d = self.match_details()
+        bounds = np.searchsorted(d["hoi"], np.arange(len(self.label_space.hois) + 1))
+        return d["hoi"], d["tp"], bounds
+
+    def class_ap(self, hoi: np.ndarray, tp: np.ndarray, npos: np.ndarray) -> np.ndarray:
+        """(H,) AP per class position (11-point, MATLAB grid; 0 for classes without GT) of
+        detections ranked by class, then score: ``hoi``, ``tp`` (D,), ``npos`` (H,)."""
+        bounds = np.searchsorted(hoi, np.arange(len(npos) + 1), side="left")
+        ap = np.zeros(len(npos))
+        for c in np.flatnonzero((bounds[1:] > bounds[:-1]) & (npos > 0)):
+            rec, prec = precision_recall(tp[bounds[c] : bounds[c + 1]], int(npos[c]))
+            ap[c] = ap_11_point(rec, prec, MATLAB_11_POINTS)
+        return ap
 
     def per_class_ap(self) -> np.ndarray:
         """(H,) AP per class position (11-point, MATLAB grid; 0 for classes without GT)."""
-        _, tp, bounds = self.match()
-        ap = np.zeros(len(self.label_space.hois))
-        for c in range(len(ap)):
-            s, e = bounds[c], bounds[c + 1]
-            if e > s and self.npos[c] > 0:
-                rec, prec = precision_recall(tp[s:e], int(self.npos[c]))
-                ap[c] = ap_11_point(rec, prec, MATLAB_11_POINTS)
-        return ap
+        hoi, tp, _ = self.match()
+        return self.class_ap(hoi, tp, self.npos)
+
+    def diagnose(self) -> dict[str, Any]:
+        """TIDE-style error diagnosis of the Full mAP (:mod:`linkhoi.eval.diagnose`)."""
+        from linkhoi.eval.diagnose import PairDetections, PairGroundTruth, diagnose
+
+        d = self.match_details()
+        n_img = max(len(self.file_names), 1)
+        det = PairDetections(d["img"], d["hoi"], d["score"], d["hb"], d["ob"], d["tp"],
+                             d["gt_row"], d["seq"])  # fmt: skip
+        gt = PairGroundTruth(self.gt_key % n_img, self.gt_key // n_img, self.gt_hbox,
+                             self.gt_obox, self.npos)  # fmt: skip
+        return diagnose(det, gt, self.hoi_object, pixel_iou, self.class_ap, lambda a: a.mean())
 
     def evaluate(self) -> EvalResult:
         """Per-class AP and the means of the chosen split."""

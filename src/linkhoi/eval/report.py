@@ -76,10 +76,14 @@ def best_and_worst(
 
 
 def plot_per_class(
-    path: str | os.PathLike[str], result: EvalResult, names: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    result: EvalResult,
+    names: Mapping[str, str] | None = None,
+    ranked: Mapping[str, float] | None = None,
 ) -> tuple[Path, str, str]:
     """Per-class AP chart (PNG, percent): classes sorted by AP, with the mean as a line and
-    the best and worst classes named. Returns (path, best, worst) as :func:`best_and_worst`."""
+    the best and worst classes of ``ranked`` (default: every class) named. Returns (path,
+    best, worst) as :func:`best_and_worst`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,7 +92,7 @@ def plot_per_class(
     items = sorted(result.per_class.items(), key=lambda kv: kv[1], reverse=True)
     values = [100.0 * float(v) for _, v in items]
     n = len(values)
-    best, worst = best_and_worst(result.per_class, names)
+    best, worst = best_and_worst(result.per_class if ranked is None else ranked, names)
     fig, ax = plt.subplots(figsize=(min(max(6.0, 0.12 * n), 16.0), 4.5), dpi=100)
     ax.bar(range(n), values, width=1.0, color="tab:blue")
     if n:
