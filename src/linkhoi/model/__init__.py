@@ -1,7 +1,8 @@
-"""The LINK model: frozen CLIP backbone, Geometrical Encoder, Linking Decoder, text classifier.
+"""The LINK model: frozen backbone, Geometrical Encoder, Linking Decoder, text classifier.
 
-``create_model(config, label_space, clip_weights=None)`` builds it; ``to_triplets`` turns one
-image's output into triplet-format dicts; ``checkpoint.load_model`` reads a saved model.
+``create_model(config, label_space, clip_weights=None)`` builds it; ``load_backbone(spec, ...)``
+loads any supported backbone (``linkhoi.model.backbones``); ``to_triplets`` turns one image's
+output into triplet-format dicts; ``checkpoint.load_model`` reads a saved model.
 The names are imported on first use, so ``linkhoi convert-clip --help`` does not load torch.
 """
 
@@ -11,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from linkhoi.model.backbones import load_backbone
     from linkhoi.model.config import ConfigError, LinkConfig
     from linkhoi.model.link import LinkModel, create_model, to_triplets, valid_class_table
 
@@ -19,6 +21,7 @@ _HOMES = {
     "LinkConfig": "linkhoi.model.config",
     "LinkModel": "linkhoi.model.link",
     "create_model": "linkhoi.model.link",
+    "load_backbone": "linkhoi.model.backbones",
     "to_triplets": "linkhoi.model.link",
     "valid_class_table": "linkhoi.model.link",
 }
@@ -27,6 +30,7 @@ __all__ = [
     "LinkConfig",
     "LinkModel",
     "create_model",
+    "load_backbone",
     "to_triplets",
     "valid_class_table",
 ]

@@ -1,9 +1,10 @@
 """LINK model checkpoints as plain data (docs/internals.md, "Checkpoints").
 
-A payload holds the model config, the label space, the backbone's identity (name, weights
-hash, resolution, whether its weights are included) and the head's state dict (with the text
-classifier). Large CLIP backbones are left out: loading then needs the same weights file,
-checked by hash. A random backbone (tests, demo) rebuilds deterministically and is checked too.
+A payload holds the model config, the label space, the backbone's identity (spec, weights
+hash, resolution, whether its weights are included, and the architecture of a config-file
+spec) and the head's state dict (with the text classifier). Backbones larger than
+``SMALL_BACKBONE_BYTES`` are left out: loading then needs the same weights file, checked by
+hash. A random backbone (tests, demo) rebuilds deterministically and is checked too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from linkhoi.model.link import LinkModel
 
 FORMAT = "linkhoi-checkpoint"
 VERSION = 1
-SMALL_BACKBONES = ("tiny",)  # included in checkpoints by default
+# Backbones up to this many bytes of weights are included in checkpoints by default (the
+# "tiny" alias is 14 MB; ViT-B/16 is 600 MB), so a checkpoint of a small model stands alone.
+SMALL_BACKBONE_BYTES = 64 << 20
 
 
 class CheckpointError(ValueError):
@@ -29,11 +32,12 @@ class CheckpointError(ValueError):
 def model_payload(model: LinkModel, include_backbone: bool | None = None) -> dict[str, Any]:
     """The model as plain data: ``{format, version, model_config, label_space, backbone, model}``.
 
-    ``include_backbone=None`` includes the CLIP weights only for small backbones (``tiny``).
+    ``include_backbone=None`` includes the backbone weights when they are at most
+    ``SMALL_BACKBONE_BYTES``.
     """
     backbone = model.backbone
     if include_backbone is None:
-        include_backbone = backbone.name in SMALL_BACKBONES
+        include_backbone = backbone.num_bytes <= SMALL_BACKBONE_BYTES
     state = {
         k: v.detach().cpu()
         for k, v in model.state_dict().items()
@@ -44,13 +48,7 @@ def model_payload(model: LinkModel, include_backbone: bool | None = None) -> dic
         "version": VERSION,
         "model_config": model.config.to_dict(),
         "label_space": model.label_space.to_dict(),
-        "backbone": {
-            "name": backbone.name,
-            "sha256": backbone.sha256,
-            "included": bool(include_backbone),
-            "image_size": int(backbone.image_size),
-            "random": backbone.info.get("format") == "random",
-        },
+        "backbone": {**backbone.record(), "included": bool(include_backbone)},
         "model": state,
     }
 
@@ -81,7 +79,7 @@ def load_model(
     compared. Raises ``CheckpointError`` with the file and field on any mismatch.
     """
     from linkhoi.labels import LabelSpace
-    from linkhoi.model.backbone import ClipBackbone, load_clip
+    from linkhoi.model.backbones import rebuild_backbone
     from linkhoi.model.clip_loading import state_dict_sha256
 
     if isinstance(path_or_payload, dict):
@@ -114,23 +112,32 @@ def load_model(
     device = resolve_device(device)
 
     included, random_init = bool(info.get("included")), bool(info.get("random"))
-    weights = None
-    if not included and not random_init:
-        if clip_weights is None:
-            raise CheckpointError(
-                f"{where}: the {info['name']!r} backbone weights are not included; pass "
-                f"clip_weights= the weights file (sha256 {info['sha256'][:16]}...)"
-            )
-        weights = clip_weights
-    clip_model, clip_info = load_clip(info["name"], weights, info.get("image_size"), device)
-    if not included and clip_info["sha256"] != info["sha256"]:
-        what = "the rebuilt random backbone" if weights is None else f"clip weights {weights}"
+    if not included and not random_init and clip_weights is None:
         raise CheckpointError(
-            f"{where}: field 'backbone.sha256' is {info['sha256'][:16]}... but {what} hash to "
-            f"{clip_info['sha256'][:16]}...: not the backbone this model was trained with"
+            f"{where}: the {info['name']!r} backbone weights are not included; pass "
+            f"clip_weights= the weights file (sha256 {info['sha256'][:16]}...)"
         )
-    clip_info["sha256"] = info["sha256"]
-    backbone = ClipBackbone(clip_model, clip_info)
+    # Weights given are always checked, even when the checkpoint holds its own (issue: a file
+    # of another model used to be ignored without a word).
+    backbone = rebuild_backbone(info, clip_weights, device)
+    checked = clip_weights is not None or not included  # else the stored weights are used
+    if checked and backbone.sha256 != info["sha256"]:
+        same = (
+            clip_weights is not None
+            and random_init
+            and state_dict_sha256(backbone.weights_state()) == info["sha256"]
+        )  # the seeded random weights, saved to a file
+        if not same:
+            what = (
+                "the rebuilt random backbone"
+                if clip_weights is None
+                else f"clip weights {clip_weights}"
+            )
+            raise CheckpointError(
+                f"{where}: field 'backbone.sha256' is {info['sha256']} but {what} hash to "
+                f"{backbone.sha256}: not the backbone this model was trained with"
+            )
+    backbone.sha256 = backbone.info["sha256"] = info["sha256"]
     text = state.get("text")
     if text is None:
         raise CheckpointError(f"{where}: field 'model' has no 'text' classifier weights")
@@ -148,7 +155,7 @@ def load_model(
     except RuntimeError as err:  # shape mismatches
         raise CheckpointError(f"{where}: field 'model' does not fit the config: {err}") from None
     if included and random_init:
-        got = state_dict_sha256(model.backbone.clip.state_dict())
+        got = state_dict_sha256(model.backbone.weights_state())
         if got != info["sha256"]:
             raise CheckpointError(
                 f"{where}: included backbone weights do not match 'backbone.sha256'"

@@ -37,8 +37,9 @@ class LinkModel(nn.Module):
     Args:
         config: sizes and switches.
         label_space: the HOI classes (K of them) and objects.
-        backbone: a frozen ``ClipBackbone`` (``forward(images) -> (F (B,C,h,w), global (B,C))``).
-        text_embeddings: (K, C) L2-normalised prompt embeddings initialising the classifier.
+        backbone: a frozen ``Backbone`` (``forward(images) -> (F (B,C,h,w), global (B,C))``).
+        text_embeddings: (K, C_text) L2-normalised prompt embeddings initialising the
+            classifier (C_text = ``backbone.text_dim``, which equals C for CLIP).
     """
 
     def __init__(
@@ -50,9 +51,11 @@ class LinkModel(nn.Module):
     ):
         super().__init__()
         k, c = len(label_space.hois), int(backbone.embed_dim)
-        if tuple(text_embeddings.shape) != (k, c):
+        c_text = int(getattr(backbone, "text_dim", 0) or c)
+        if tuple(text_embeddings.shape) != (k, c_text):
             raise ValueError(
-                f"text embeddings have shape {tuple(text_embeddings.shape)}, expected ({k}, {c}) "
+                f"text embeddings have shape {tuple(text_embeddings.shape)}, expected "
+                f"({k}, {c_text}) "
                 f"for label space {label_space.name!r} and backbone {backbone.name!r}"
             )
         if config.use_semantic_branch and c % config.num_heads:
@@ -66,7 +69,7 @@ class LinkModel(nn.Module):
         self.backbone = backbone
         self.geometry = GeometryEncoder(config, c)
         self.decoder = LinkingDecoder(config, c)
-        self.classifier = nn.Linear(config.d_pair, c)
+        self.classifier = nn.Linear(config.d_pair, c_text)  # into the text width
         text = text_embeddings.detach().float().clone()
         self.text = nn.Parameter(text)  # trainable T (§4)
         self.register_buffer("text_init", text.clone())  # the CLIP initialisation, frozen
@@ -215,19 +218,19 @@ def create_model(
     cache_dir: str | Path | None = None,
     device: str | torch.device | None = None,
 ) -> LinkModel:
-    """Build a LINK model: the named CLIP backbone (weights from a local file, or seeded random
-    when ``clip_weights`` is None), the classifier initialised from cached text embeddings."""
+    """Build a LINK model: the backbone of spec ``config.backbone`` (weights from a local file,
+    or seeded random when ``clip_weights`` is None; see ``linkhoi.model.load_backbone``), the
+    classifier initialised from cached text embeddings."""
     from linkhoi import labels
-    from linkhoi.model.backbone import ClipBackbone, load_clip
+    from linkhoi.devices import resolve_device
+    from linkhoi.model.backbones import load_backbone
     from linkhoi.model.text import text_embeddings
 
     label_space = labels.load(label_space)
-    from linkhoi.devices import resolve_device
-
     device = resolve_device(device)
-    clip_model, info = load_clip(config.backbone, clip_weights, config.image_size, device)
-    text = text_embeddings(clip_model, info, label_space, config.text_template, cache_dir)
-    return LinkModel(config, label_space, ClipBackbone(clip_model, info), text).to(device)
+    backbone = load_backbone(config.backbone, clip_weights, config.image_size, device)
+    text = text_embeddings(backbone, backbone.info, label_space, config.text_template, cache_dir)
+    return LinkModel(config, label_space, backbone, text).to(device)
 
 
 @functools.cache

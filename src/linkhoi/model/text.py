@@ -106,25 +106,38 @@ def build_prompts(label_space: LabelSpace, template: str = "hico") -> list[str]:
     return prompts
 
 
-def _unwrap(clip_model: nn.Module) -> nn.Module:
-    # Accept a ClipBackbone too: its CLIP model is `.clip`.
-    return getattr(clip_model, "clip", clip_model)
+def _encoder(model: nn.Module) -> Any:
+    """prompts -> (n, C_text): a ``Backbone``'s own ``encode_text``, or a bare open_clip CLIP
+    model's text tower with its BPE tokenizer."""
+    from linkhoi.model.backbones import Backbone
+
+    if isinstance(model, Backbone):
+        return model.encode_text
+
+    def encode(batch: list[str]) -> torch.Tensor:
+        tokens = open_clip.tokenize(batch, model.context_length)
+        return model.encode_text(tokens.to(next(model.parameters()).device)).float()
+
+    return encode
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
-def encode_text(clip_model: nn.Module, prompts: list[str], batch_size: int = 64) -> torch.Tensor:
-    """Encode ``prompts`` with the CLIP text tower: (K, C) float32, rows L2-normalised."""
-    model = _unwrap(clip_model)
+def encode_text(model: nn.Module, prompts: list[str], batch_size: int = 64) -> torch.Tensor:
+    """Encode ``prompts`` with the text tower of ``model`` (a ``Backbone`` or an open_clip
+    CLIP model): (K, C_text) float32, rows L2-normalised."""
     if not prompts:
         raise ValueError("encode_text needs at least one prompt")
-    device = next(model.parameters()).device
+    encode = _encoder(model)
     was_training = model.training
     model.eval()
     chunks = []
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="text embeddings", unit="batch", disable=len(starts) <= 1):
-        tokens = open_clip.tokenize(prompts[start : start + batch_size], model.context_length)
-        chunks.append(model.encode_text(tokens.to(device)).float())
+        chunks.append(encode(prompts[start : start + batch_size]).float())
     model.train(was_training)
     return F.normalize(torch.cat(chunks), dim=-1)
 
@@ -169,7 +182,7 @@ def text_embeddings(
     prompts = build_prompts(label_space, resolved)
     key = _cache_key(info, label_space, resolved, prompts)
     path = cache_root(cache_dir) / "text" / f"{label_space.name}-{key[:24]}.safetensors"
-    device = next(_unwrap(clip_model).parameters()).device
+    device = _device(clip_model)
     if path.is_file():
         try:
             cached = load_file(str(path))["embeddings"]
