@@ -307,3 +307,54 @@ def test_bad_header_through_the_cli(files, capsys) -> None:
     assert main([*args, "--predictions", str(bad)]) == 1
     err = capsys.readouterr().err
     assert f"{bad}: field 'version' is 99; only version 1 is supported" in err
+
+
+_MALFORMED = [
+    ({"human_box": [5, 5, 1, 1]}, "field 'human_box' has x2 < x1"),
+    ({"verb": "levitate"}, "levitate"),
+    ({"score": "high"}, "field 'score' must be a number"),
+]
+
+
+@pytest.mark.parametrize(("bad", "named"), _MALFORMED)
+@pytest.mark.parametrize("benchmark", ["hico_det", "vcoco"])
+def test_records_of_images_outside_the_ground_truth_are_validated(
+    files, tmp_path, capsys, bad, named, benchmark
+) -> None:
+    # The official code ignores images it does not know; their records are still checked.
+    if benchmark == "hico_det":
+        gt_args, space, known = ["--annotations", str(files[0])], "hico_det", NAMES[0]
+        good = _det(H, OB, 0.5)
+    else:
+        gt_args, space = _vcoco_files(tmp_path), "vcoco"
+        known = "COCO_val2014_000000000042.jpg"
+        good = {"human_box": H, "object_box": None, "verb": "ride", "score": 0.5}
+    pred = tmp_path / "p.json"
+    images = [
+        {"file_name": "not_in_gt.jpg", "detections": [good, {**good, **bad}]},
+        {"file_name": known, "detections": [good]},
+    ]
+    pred.write_text(json.dumps({"label_space": space, "images": images}))
+    out = tmp_path / "o.json"
+    args = ["eval", benchmark, *gt_args, "--predictions", str(pred), "--output", str(out)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{pred}: image 'not_in_gt.jpg', detection 1" in err and named in err, err
+    assert err.count("\n") == 1 and not out.exists()
+    # The same image with good records is ignored, as before.
+    images[0]["detections"] = [good]
+    pred.write_text(json.dumps({"label_space": space, "images": images}))
+    assert main(args) == 0
+
+
+def test_vcoco_sort_ids_flag(tmp_path, capsys) -> None:
+    gt_args = _vcoco_files(tmp_path)
+    ids = tmp_path / "t.ids"
+    ids.write_text("42\n7\n")  # unsorted; 7 is not in the split's json either
+    pred = write_triplets(tmp_path / "p.json", [], "vcoco")
+    args = ["eval", "vcoco", *gt_args, "--predictions", str(pred), "--output", str(tmp_path / "o")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "not sorted" in err and "linkhoi eval vcoco --sort-ids" in err
+    assert main([*args, "--sort-ids"]) == 1  # sorted now: the next check names the extra id
+    assert "in the ids file only: [7]" in capsys.readouterr().err

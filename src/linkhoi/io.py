@@ -145,6 +145,12 @@ def parse_json(data: bytes | str, path: str | Path, error: type[InputError] = In
         raise error(too_deep(), path) from None
     except UnicodeDecodeError as err:
         raise error(f"not UTF-8 text ({err.reason})", path) from None
+    except ValueError as err:  # an integer of more than 4300 digits: json's int() refuses it
+        raise error(
+            f"{error.invalid_json}: {err.args[0].split(';')[0]}",
+            path,
+            field=error.invalid_json_field,
+        ) from None
 
 
 def load_json(path: str | Path, error: type[InputError] = InputError) -> Any:
@@ -270,9 +276,45 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
+# An int beyond float64's range (json allows 10**400) cannot become a coordinate or a score.
+_FLOAT_MAX_INT = 2**1024
+
+
 def is_number(value: Any) -> bool:
-    """A json number: an int or a float, not a bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A json number that a float64 can hold: an int or a float, not a bool, not an int of
+    hundreds of digits (``float(10**400)`` raises OverflowError)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, float) or (
+        isinstance(value, int) and -_FLOAT_MAX_INT < value < _FLOAT_MAX_INT
+    )
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` short enough for a one-line error message.
+
+    An integer of more than 20 digits shows its first and last digits and its length
+    (``10**400`` -> ``1000000000...000 (401 digits)``); lists and tuples abbreviate their
+    items; any other repr longer than ``limit`` characters is cut with ``...``.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        digits = len(str(abs(value))) if value.bit_length() < 14000 else None
+        if digits is None:  # str() refuses beyond 4300 digits; the bit length tells the size
+            return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+        if digits > 20:
+            text = str(value)
+            return f"{text[:10]}...{text[-3:]} ({digits} digits)"
+        return repr(value)
+    if isinstance(value, list | tuple) and len(value) <= 8:
+        inner = ", ".join(brief(v, limit) for v in value)
+        text = (
+            f"[{inner}]"
+            if isinstance(value, list)
+            else f"({inner}{',' if len(value) == 1 else ''})"
+        )
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def is_size(value: Any) -> bool:

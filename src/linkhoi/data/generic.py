@@ -37,7 +37,7 @@ from linkhoi.data.sample import (
     parse_optional_index,
     resolve_label_space,
 )
-from linkhoi.io import atomic_write_text, is_size
+from linkhoi.io import atomic_write_text, brief, is_size
 from linkhoi.labels.labelspace import LabelError
 
 FORMAT = "linkhoi-annotations"
@@ -62,7 +62,7 @@ def _size(rec: dict, path: Path, name: str) -> tuple[int, int]:
     for key in ("width", "height"):
         value = rec.get(key)
         if not (is_size(value) and float(value).is_integer()):
-            raise DatasetError(f"expected a positive integer, got {value!r}", path, name, key)
+            raise DatasetError(f"expected a positive integer, got {brief(value)}", path, name, key)
         size.append(int(value))
     return size[0], size[1]
 
@@ -70,7 +70,7 @@ def _size(rec: dict, path: Path, name: str) -> tuple[int, int]:
 def _entries(rec: dict, key: str, path: Path, name: str) -> Any:
     """`entries` of ``rec[key]``, which must be a list (``[]`` for none)."""
     if not isinstance(rec.get(key), list):
-        got = "missing" if key not in rec else f"got {rec[key]!r}"
+        got = "missing" if key not in rec else f"got {brief(rec[key])}"
         raise DatasetError(f"expected a list ([] for none), {got}", path, name, key)
     return entries(rec, key, path, name)
 
@@ -88,7 +88,9 @@ def read_generic(
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DatasetError(f"not a {FORMAT!r} file", path, field="format")
     if data.get("version") != 1:
-        raise DatasetError(f"unsupported version {data.get('version')!r}", path, field="version")
+        raise DatasetError(
+            f"unsupported version {brief(data.get('version'))}", path, field="version"
+        )
     space = _label_space(label_space if label_space is not None else data.get("label_space"), path)
     if image_root is not None:
         root = Path(image_root)
@@ -110,7 +112,7 @@ def read_generic(
             label = box.get("label")
             if box.get("label_id") is None and not isinstance(label, str):
                 raise DatasetError(
-                    f"expected an object name (a string), got {label!r}",
+                    f"expected an object name (a string), got {brief(label)}",
                     path,
                     name,
                     where + ".label",
@@ -128,7 +130,7 @@ def read_generic(
             flag = box.get("unannotated", False)
             if not isinstance(flag, bool):
                 raise DatasetError(
-                    f"expected true or false, got {flag!r}", path, name, where + ".unannotated"
+                    f"expected true or false, got {brief(flag)}", path, name, where + ".unannotated"
                 )
             unannotated.append(flag)
         pairs = []

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from linkhoi.io import InputError, box_faults
+from linkhoi.io import InputError, box_faults, brief
 from linkhoi.io import load_json as _load_json
 
 
@@ -93,11 +93,13 @@ _BOX_FAULTS = {
 def parse_box(value: object, file: str | Path, image: str, field: str) -> list[float]:
     """Four finite numbers [x1, y1, x2, y2] with x2 >= x1 and y2 >= y1, or DatasetError."""
     if not isinstance(value, list | tuple | np.ndarray) or len(value) != 4:
-        raise DatasetError(f"expected a box of 4 numbers, got {value!r}", file, image, field)
+        raise DatasetError(f"expected a box of 4 numbers, got {brief(value)}", file, image, field)
     try:
         box = [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise DatasetError(f"box has a non-numeric value: {value!r}", file, image, field) from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int such as 10**400
+        raise DatasetError(
+            f"box has a non-numeric value: {brief(value)}", file, image, field
+        ) from None
     # The rules of `box_faults`, one box at a time (numpy per box would slow big files down).
     if not all(math.isfinite(v) for v in box):
         raise DatasetError(_BOX_FAULTS["not_finite"].format(box=box), file, image, field)
@@ -109,7 +111,7 @@ def parse_box(value: object, file: str | Path, image: str, field: str) -> list[f
 def parse_index(value: object, file: str | Path, image: str, field: str) -> int:
     """An integer id; tolerates strings such as "12\\n" (seen in PPDM-style files)."""
     if isinstance(value, bool):
-        raise DatasetError(f"expected an integer, got {value!r}", file, image, field)
+        raise DatasetError(f"expected an integer, got {brief(value)}", file, image, field)
     if isinstance(value, int | np.integer):
         return int(value)
     if isinstance(value, float | np.floating) and float(value).is_integer():
@@ -119,7 +121,7 @@ def parse_index(value: object, file: str | Path, image: str, field: str) -> int:
             return int(value.strip())
         except ValueError:
             pass
-    raise DatasetError(f"expected an integer, got {value!r}", file, image, field)
+    raise DatasetError(f"expected an integer, got {brief(value)}", file, image, field)
 
 
 def parse_size(record: dict, file: str | Path, image: str, prefix: str = "") -> tuple[int, int]:
@@ -273,7 +275,10 @@ def box_indices(
     for value, key in zip(values, keys, strict=True):
         if value is not None and not 0 <= value < num_boxes:
             raise DatasetError(
-                f"index {value} out of range ({num_boxes} {noun})", file, image, f"{field}.{key}"
+                f"index {brief(value)} out of range ({num_boxes} {noun})",
+                file,
+                image,
+                f"{field}.{key}",
             )
     return values
 

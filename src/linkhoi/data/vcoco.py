@@ -141,8 +141,10 @@ def read_vcoco(
     )
     if ids != sorted(ids):
         raise DatasetError(
-            "image ids are not sorted ascending (the official evaluator requires it; "
-            "pass sort_ids=True to sort them)",
+            "image ids are not sorted ascending, as the official evaluator requires (the "
+            "trainval and all files are not); sort them on reading: `linkhoi eval vcoco "
+            "--sort-ids`, `sort_ids: true` under data.train / data.val of a training config, "
+            "or read_vcoco(..., sort_ids=True)",
             ids_file,
             field="ids",
         )

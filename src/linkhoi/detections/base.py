@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from linkhoi.io import InputError, box_faults, image_sizes
+from linkhoi.io import InputError, box_faults, brief, image_sizes
 from linkhoi.labels import LabelError, LabelSpace
 
 
@@ -205,7 +205,7 @@ def labels_to_positions(
             out[i] = v
         else:
             raise DetectionError(
-                f"label {v!r} is neither an object name nor a position in 0..{n_obj - 1}",
+                f"label {brief(v)} is neither an object name nor a position in 0..{n_obj - 1}",
                 file,
                 image,
                 f"{field}[{i}]",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from linkhoi.detections.base import DetectionError, first_problem, position_by_id
-from linkhoi.io import is_number, is_size, load_json
+from linkhoi.io import brief, is_number, is_size, load_json
 from linkhoi.labels import LabelError, LabelSpace
 
 # boxes (N, 4) float32, labels (N,) int64, scores (N,) float32
@@ -60,7 +60,7 @@ def read_coco_results(
         name = name_of_image.get(r.get("image_id"))
         if name is None:
             raise DetectionError(
-                f"image_id {r.get('image_id')!r} is not in the COCO-style file {cat_src}",
+                f"image_id {brief(r.get('image_id'))} is not in the COCO-style file {cat_src}",
                 path,
                 field=f"{fld}.image_id",
             )
@@ -71,11 +71,11 @@ def read_coco_results(
         bbox, score = r.get("bbox"), r.get("score")
         if not (isinstance(bbox, list | tuple) and len(bbox) == 4 and all(map(is_number, bbox))):
             raise DetectionError(
-                f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}", path, name, f"{fld}.bbox"
+                f"bbox must be 4 numbers [x, y, w, h], got {brief(bbox)}", path, name, f"{fld}.bbox"
             )
         if not is_number(score):
             raise DetectionError(
-                f"score must be a number, got {score!r}", path, name, f"{fld}.score"
+                f"score must be a number, got {brief(score)}", path, name, f"{fld}.score"
             )
         x, y, w, h = bbox
         boxes[k] = (x, y, x + w, y + h)
@@ -125,14 +125,16 @@ def _image_names(
         if name in seen:
             raise DetectionError("duplicate file name", src, name, f"images[{i}].file_name")
         if im["id"] in name_of_image:
-            raise DetectionError(f"duplicate image id {im['id']!r}", src, name, f"images[{i}].id")
+            raise DetectionError(
+                f"duplicate image id {brief(im['id'])}", src, name, f"images[{i}].id"
+            )
         seen.add(name)
         name_of_image[im["id"]] = name
         if "width" in im or "height" in im:
             w, h = im.get("width"), im.get("height")
             if not (is_size(w) and is_size(h)):
                 raise DetectionError(
-                    f"bad width/height {w!r}/{h!r}", src, name, f"images[{i}].width"
+                    f"bad width/height {brief(w)}/{brief(h)}", src, name, f"images[{i}].width"
                 )
             sizes[name] = (int(w), int(h))
     return name_of_image
@@ -149,7 +151,7 @@ def _category(
     if use_ids:  # no `categories`: category ids are the label space's official ids
         return position_by_id(label_space, cid, *where)
     if cid not in cat_name:
-        raise DetectionError(f"unknown category id {cid!r}", *where)
+        raise DetectionError(f"unknown category id {brief(cid)}", *where)
     try:
         return label_space.object_position(cat_name[cid])
     except LabelError as err:

@@ -30,7 +30,7 @@ from linkhoi.detections.base import (
     position_by_id,
 )
 from linkhoi.detections.coco import Record, read_coco_results
-from linkhoi.io import atomic_open, is_number, is_size, load_json
+from linkhoi.io import atomic_open, brief, is_number, is_size, load_json
 from linkhoi.labels import AmbiguousNameError, LabelError, LabelSpace, load
 
 FORMAT = "linkhoi-detections"
@@ -142,7 +142,7 @@ class FileDetections:
         pos = self._name_cache.get(name) if isinstance(name, str) else None
         if pos is None:
             if not isinstance(name, str):
-                raise self._err(f"label must be an object name, got {name!r}", image, fld)
+                raise self._err(f"label must be an object name, got {brief(name)}", image, fld)
             try:
                 pos = self.label_space.object_position(name)
             except LabelError as err:
@@ -158,7 +158,9 @@ class FileDetections:
             if fmt != FORMAT:
                 raise self._err(f"unknown format {fmt!r} (expected {FORMAT!r})", field="format")
             if data.get("version", 1) != 1:
-                raise self._err(f"unsupported version {data.get('version')!r}", field="version")
+                raise self._err(
+                    f"unsupported version {brief(data.get('version'))}", field="version"
+                )
             named = data.get("label_space")
             if isinstance(named, str) and named != self.label_space.name:
                 # Checked before the records: their labels would fail one by one otherwise.
@@ -181,14 +183,14 @@ class FileDetections:
                 raise self._err("image record must be a mapping", field=fld)
             name = rec.get("file_name")
             if not isinstance(name, str) or not name:
-                raise self._err(f"missing or bad file_name {name!r}", field=f"{fld}.file_name")
+                raise self._err(f"missing or bad file_name {brief(name)}", field=f"{fld}.file_name")
             if name in self._records:
                 raise self._err("duplicate file name", name, f"{fld}.file_name")
             size = None
             if "width" in rec or "height" in rec:
                 w, h = rec.get("width"), rec.get("height")
                 if not (is_size(w) and is_size(h)):
-                    raise self._err(f"bad width/height {w!r}/{h!r}", name, f"{fld}.width")
+                    raise self._err(f"bad width/height {brief(w)}/{brief(h)}", name, f"{fld}.width")
                 size = (int(w), int(h))
                 self._sizes[name] = size
             dets = rec.get("detections", [])
@@ -243,11 +245,13 @@ class FileDetections:
             box = d.get("box")
             if not (isinstance(box, list | tuple) and len(box) == 4 and all(map(is_number, box))):
                 raise self._err(
-                    f"box must be 4 numbers [x1, y1, x2, y2], got {box!r}", image, f"{fld}.box"
+                    f"box must be 4 numbers [x1, y1, x2, y2], got {brief(box)}", image, f"{fld}.box"
                 )
             score = d.get("score")
             if not is_number(score):
-                raise self._err(f"score must be a number, got {score!r}", image, f"{fld}.score")
+                raise self._err(
+                    f"score must be a number, got {brief(score)}", image, f"{fld}.score"
+                )
             boxes[k], scores[k] = box, score
             if "label_id" in d:
                 labels[k] = position_by_id(
@@ -255,7 +259,7 @@ class FileDetections:
                 )
                 if "label" in d and d["label"] != self.label_space.objects[labels[k]]:
                     raise self._err(
-                        f"label {d['label']!r} disagrees with label_id {d['label_id']!r}",
+                        f"label {d['label']!r} disagrees with label_id {brief(d['label_id'])}",
                         image,
                         f"{fld}.label",
                     )

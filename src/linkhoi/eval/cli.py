@@ -4,7 +4,7 @@
                           [--setting default|known_object] [--split full|rf_uc|nf_uc|uo|uv]
                           [--image-labels anno.mat]
     linkhoi eval vcoco    --annotations vcoco_test.json --instances INSTANCES.json
-                          --ids vcoco_test.ids --predictions FILE --output OUT.json
+                          --ids vcoco_test.ids [--sort-ids] --predictions FILE --output OUT.json
     linkhoi eval swig_hoi --annotations swig_test.json --predictions FILE --output OUT.json
     common: [--strict] [--plot] [--export-official DIR]
 
@@ -57,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--annotations", required=True, type=Path, help="vcoco_test.json")
     v.add_argument("--instances", required=True, type=Path, help="COCO instances json")
     v.add_argument("--ids", required=True, type=Path, help="vcoco_test.ids")
+    v.add_argument("--sort-ids", action="store_true",
+                   help="sort an unsorted ids file first (trainval/all splits; test is sorted)")  # fmt: skip
     _common(v)
     s = sub.add_parser("swig_hoi", help="SWiG-HOI (official protocol)")
     s.add_argument("--annotations", required=True, type=Path, help="swig_test json")
@@ -78,7 +80,7 @@ def build_evaluator(args: argparse.Namespace) -> Evaluator:
         from linkhoi.eval.vcoco import VCOCOEvaluator
 
         return VCOCOEvaluator.from_files(
-            args.annotations, args.instances, args.ids, strict=args.strict
+            args.annotations, args.instances, args.ids, strict=args.strict, sort_ids=args.sort_ids
         )
     from linkhoi.eval.swig import SWIGEvaluator
 

@@ -200,14 +200,15 @@ class HICOEvaluator(Evaluator):
 
     def convert(self, image_key: str, detections: list[dict]) -> Any:
         """Keep (hois, scores, human boxes, object boxes) of the detections that are classes."""
-        if image_key not in self.image_index:
-            if self.strict:
-                raise EvalError(
-                    f"{self.predictions_source}: image {image_key!r} (field 'file_name') is not "
-                    f"in the ground truth {self.source}"
-                )
-            return (None, len(detections))
+        if image_key not in self.image_index and self.strict:
+            raise EvalError(
+                f"{self.predictions_source}: image {image_key!r} (field 'file_name') is not "
+                f"in the ground truth {self.source}"
+            )
         a = resolve_triplets(detections, self.label_space, self.predictions_source, image_key)
+        if image_key not in self.image_index:
+            # Ignored as the official code does, once checked like every other record.
+            return (None, len(detections))
         keep = a.hois >= 0
         if not keep.all() and self.strict:
             j = int(np.flatnonzero(~keep)[0])

@@ -27,6 +27,7 @@ import numpy as np
 from linkhoi.io import (
     InputError,
     atomic_open,
+    brief,
     is_number,
     read_limited,
     text_lines,
@@ -113,15 +114,15 @@ def check_header(header: dict, path: Any) -> None:
     """Raise TripletFileError naming the header field (all optional) this reader cannot use."""
     fmt, version = header.get("format", FORMAT), header.get("version", VERSION)
     if fmt != FORMAT:
-        raise TripletFileError(f"{path}: field 'format' is {fmt!r}; expected {FORMAT!r}")
+        raise TripletFileError(f"{path}: field 'format' is {brief(fmt)}; expected {FORMAT!r}")
     if not (is_number(version) and version == VERSION):
         raise TripletFileError(
-            f"{path}: field 'version' is {version!r}; only version {VERSION} is supported"
+            f"{path}: field 'version' is {brief(version)}; only version {VERSION} is supported"
         )
     space = header.get("label_space")
     if space is not None and not (isinstance(space, str) and space):
         raise TripletFileError(
-            f"{path}: field 'label_space' must be a label-space name (a string), got {space!r}"
+            f"{path}: field 'label_space' must be a label-space name (a string), got {brief(space)}"
         )
 
 
@@ -329,14 +330,16 @@ def _check_box(box: Any, key: str, where: str) -> None:
     if hasattr(box, "tolist"):  # numpy / torch boxes from memory
         box = box.tolist()
     if not isinstance(box, list | tuple) or len(box) != 4 or not all(_number(v) for v in box):
-        raise TripletFileError(f"{where}: field {key!r} must be [x1, y1, x2, y2], got {box!r}")
+        raise TripletFileError(f"{where}: field {key!r} must be [x1, y1, x2, y2], got {brief(box)}")
     if any(_huge_int(v) for v in box):
-        raise TripletFileError(f"{where}: field {key!r} holds an integer beyond 64 bits: {box!r}")
+        raise TripletFileError(
+            f"{where}: field {key!r} holds an integer beyond 64 bits: {brief(box)}"
+        )
     if not all(math.isfinite(v) for v in box):
-        raise TripletFileError(f"{where}: field {key!r} holds a non-finite value: {box!r}")
+        raise TripletFileError(f"{where}: field {key!r} holds a non-finite value: {brief(box)}")
     if box[2] < box[0] or box[3] < box[1]:
         raise TripletFileError(
-            f"{where}: field {key!r} has x2 < x1 or y2 < y1: {box!r} (boxes are [x1, y1, x2, y2])"
+            f"{where}: field {key!r} has x2 < x1 or y2 < y1: {brief(box)} (boxes are [x1, y1, x2, y2])"
         )
 
 
@@ -356,11 +359,11 @@ def _check_one(d: Any, path: Any, image: Any, j: int) -> None:
     if hasattr(s, "item") and getattr(s, "ndim", 1) == 0:
         s = s.item()
     if not _number(s):
-        raise TripletFileError(f"{where}: field 'score' must be a number, got {s!r}")
+        raise TripletFileError(f"{where}: field 'score' must be a number, got {brief(s)}")
     if _huge_int(s):
-        raise TripletFileError(f"{where}: field 'score' is {s!r}, an integer beyond 64 bits")
+        raise TripletFileError(f"{where}: field 'score' is {brief(s)}, an integer beyond 64 bits")
     if not math.isfinite(s):
-        raise TripletFileError(f"{where}: field 'score' is {s!r}; scores must be finite")
+        raise TripletFileError(f"{where}: field 'score' is {brief(s)}; scores must be finite")
 
 
 # --------------------------------------------------------------------------------------------

@@ -144,18 +144,19 @@ class VCOCOEvaluator(Evaluator):
     def convert(self, image_key: str, detections: list[dict]) -> Any:
         """One image's detections as arrays: (image index, keys, scores, human, object boxes).
 
-        Returns None for an image outside the split (ignored, as the official script does).
+        Returns None for an image outside the split (ignored, as the official script does,
+        after the same checks as every other image).
         """
         src = getattr(self, "predictions_source", "predictions")  # set by eval.cli
         image = self.gt.index.get(image_key)
-        if image is None:
-            if self.strict:
-                raise EvalError(
-                    f"{src}: image {image_key!r} (field 'file_name') is not in the V-COCO split; "
-                    "the official protocol ignores it (run without --strict to do so)"
-                )
-            return None
+        if image is None and self.strict:
+            raise EvalError(
+                f"{src}: image {image_key!r} (field 'file_name') is not in the V-COCO split; "
+                "the official protocol ignores it (run without --strict to do so)"
+            )
         n = len(detections)
+        if n == 0 and image is None:
+            return None
         if n == 0:
             return (image, np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4), np.float32),
                     np.zeros((0, 4), np.float32))  # fmt: skip
@@ -181,6 +182,8 @@ class VCOCOEvaluator(Evaluator):
             else:
                 msg = f"verb {verb!r} has no role {ROLES[arr.roles[j]]!r}"
             raise EvalError(f"{src}: image {image_key!r}, detection {j}, field 'role': {msg}")
+        if image is None:
+            return None
         return (image, keys, arr.scores, _float32_boxes(arr.human_boxes),
                 _float32_boxes(arr.object_boxes))  # fmt: skip
 

@@ -55,6 +55,24 @@ def to_device(det, device: torch.device):
     )
 
 
+def read_split(key: str, kind: str, spec: dict[str, Any], label_space) -> list:
+    """``read_dataset(kind, **spec)``; a path that is a folder or cannot be read is reported
+    with its config key (``data.train.path: '/data' is a folder, not an annotation file``)."""
+    from linkhoi.data import read_dataset
+
+    for name in ("path", "vcoco_json", "instances_json", "ids_file"):  # the files it reads
+        value = spec.get(name)
+        if isinstance(value, str) and Path(value).is_dir():
+            raise ConfigError(
+                f"{key}.{name}: {value!r} is a folder; give the annotation file, not its folder"
+            )
+    try:
+        return read_dataset(kind, **{"label_space": label_space, **spec})
+    except OSError as exc:  # e.g. permission denied: the reader names no key
+        where = next((f"{key}.{n}" for n, v in spec.items() if v == exc.filename), key)
+        raise ConfigError(f"{where}: cannot read {exc.filename!r}: {exc.strerror}") from None
+
+
 class TrainData:
     """The training set of one run and the batches built from it.
 
@@ -88,13 +106,13 @@ class TrainData:
 
     # ------------------------------------------------------------------ set-up
     def _read(self, class_mask: torch.Tensor | None) -> None:
-        from linkhoi.data import HOIDataset, read_dataset
+        from linkhoi.data import HOIDataset
         from linkhoi.detections import FileDetections, GroundTruthDetections
 
         d = self.cfg.data
         if not d.train:
             raise ConfigError("data.train: no training annotations given")
-        samples = read_dataset(d.format, **{"label_space": self.label_space, **d.train})
+        samples = read_split("data.train", d.format, d.train, self.label_space)
         if class_mask is not None:
             unseen = (~class_mask).nonzero().flatten().tolist()
             samples = remove_unseen(samples, unseen)
@@ -113,7 +131,7 @@ class TrainData:
                 "is evaluated after training with `linkhoi eval`"
             )
         self.val_samples = (
-            read_dataset(d.format, **{"label_space": self.label_space, **d.val}) if d.val else None
+            read_split("data.val", d.format, d.val, self.label_space) if d.val else None
         )
 
     def _backbone_groups(self, models: list[nn.Module]) -> list[dict[str, Any]]:

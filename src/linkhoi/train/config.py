@@ -127,9 +127,21 @@ class TrainConfig:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    def validate(self, source: str = "config") -> TrainConfig:
-        """Raise one `ConfigError` for values no run can use (types are checked on setting)."""
+    def validate(self, source: str = "config", overrides: list[str] | None = None) -> TrainConfig:
+        """Raise one `ConfigError` for values no run can use (types are checked on setting).
+
+        ``source`` names the config file; a bad value that a ``key=value`` of ``overrides``
+        set is blamed on that override instead.
+        """
         from linkhoi.data.readers import KINDS  # the `read_dataset` kinds
+
+        given = {parse_override(text)[0]: text for text in overrides or []}
+
+        def blame(key: str) -> str:
+            for k, text in reversed(given.items()):  # the last override of a key is the one used
+                if key == k or key.startswith(f"{k}.") or k.startswith(f"{key}."):
+                    return f"override {text!r}"
+            return source
 
         o, d, r = self.optim, self.data, self.runtime
         checks = [
@@ -148,14 +160,17 @@ class TrainConfig:
         ]
         for key, value, ok, rule in checks:
             if not ok:
-                raise ConfigError(f"{source}: {key} is {value!r}; it must be {rule}")
-        if any(not s > 0 for s in d.scales) or not 0.0 <= d.flip_prob <= 1.0:
+                raise ConfigError(f"{blame(key)}: {key} is {value!r}; it must be {rule}")
+        if any(not s > 0 for s in d.scales):
+            raise ConfigError(f"{blame('data.scales')}: data.scales must be > 0, got {d.scales}")
+        if not 0.0 <= d.flip_prob <= 1.0:
             raise ConfigError(
-                f"{source}: data.scales must be > 0 and data.flip_prob in [0, 1], got {d.scales} "
-                f"and {d.flip_prob}"
+                f"{blame('data.flip_prob')}: data.flip_prob must be in [0, 1], got {d.flip_prob}"
             )
         if d.train and not isinstance(d.train.get("path", d.train.get("vcoco_json")), str):
-            raise ConfigError(f"{source}: data.train needs a path (a file name), got {d.train!r}")
+            raise ConfigError(
+                f"{blame('data.train')}: data.train needs a path (a file name), got {d.train!r}"
+            )
         return self
 
 
@@ -314,7 +329,7 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     except (UnicodeDecodeError, IsADirectoryError) as exc:
         raise ConfigError(f"{source}: not a UTF-8 YAML text file ({exc})") from None
     cfg = TrainConfig.from_dict(data, source=source)
-    return apply_overrides(cfg, overrides or []).validate(source)
+    return apply_overrides(cfg, overrides or []).validate(source, overrides)
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> None:

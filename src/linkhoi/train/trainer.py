@@ -63,6 +63,8 @@ class Trainer:
         torch.manual_seed(cfg.runtime.seed)
         random.seed(cfg.runtime.seed)
         self.label_space = labels.load(cfg.data.label_space)
+        # Checked before the model is built: computing text embeddings takes a while.
+        self.class_mask = self._class_mask()
         try:
             model_cfg = LinkConfig.from_dict(cfg.model)
         except ValueError as exc:
@@ -83,7 +85,6 @@ class Trainer:
             if self.teachers
             else None
         )
-        self.class_mask = self._class_mask()
         self._init_rows = None
         if self.class_mask is not None:
             self._protect_unseen_rows()
