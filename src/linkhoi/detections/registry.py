@@ -81,3 +81,10 @@ def _hf(arg: str, label_space: LabelSpace, options: dict[str, Any]) -> Any:
         objects=options.get("objects"),
         **_pick(options, "score_threshold", "device", "batch_size"),
     )
+
+
+@register("folder", "DIR", "folder:cached/test2015 (one json per image, UPT/SCG layout)")
+def _folder(arg: str, label_space: LabelSpace, options: dict[str, Any]) -> Any:
+    from linkhoi.detections.folder import FolderDetections
+
+    return FolderDetections(arg, label_space, label_kind=options.get("label_kind") or "positions")

@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     box.add_argument("--detector-weights", help="state dict file of a torchvision:NAME model")
     box.add_argument(
+        "--folder-labels",
+        choices=("positions", "ids"),
+        default=None,
+        help="folder:DIR with integer labels: 0-based object positions (default) or object ids",
+    )
+    box.add_argument(
         "--objects", help='open-vocabulary detectors: the object names to find, "giraffe, cup"'
     )
     box.add_argument("--detections", help="detection file (linkhoi json or COCO results)")
@@ -136,6 +142,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         categories=args.categories,
         batch_size=args.batch_size,
+        label_kind=args.folder_labels,
         objects=parse_prompt_list(args.objects) if args.objects else None,
     )
     if args.detections is not None:
