@@ -16,6 +16,10 @@ class ImageError(OSError):
         super().__init__(f"image {str(path)!r}: {reason}")
 
 
+class _NonFinitePixels(ValueError):
+    """A float image with NaN or infinite pixels: no brightness scale fits it."""
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
@@ -23,6 +27,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # PIL's convert("RGB") clips 16/32-bit values at 255; rescale the real range instead.
         data = np.asarray(image, dtype=np.float64)
+        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        if bad:  # NaN would turn the whole image black through the min/max scaling
+            raise _NonFinitePixels(
+                f"float image with {bad} non-finite (NaN or infinite) pixel(s) of {data.size}; "
+                "replace them with finite values and save it again"
+            )
         if mode.startswith("I;16"):
             data = data / 65535.0
         else:
@@ -62,6 +72,8 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageError(path, "not an image file PIL can identify") from None
     except Image.DecompressionBombError as err:  # not an OSError
         raise ImageError(path, f"too large to open safely ({err})") from None
+    except _NonFinitePixels as err:
+        raise ImageError(path, str(err)) from None
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageError(path, f"unreadable or truncated image ({err})") from None
 

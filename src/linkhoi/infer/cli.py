@@ -105,14 +105,17 @@ def _run(args: argparse.Namespace) -> int:
     from linkhoi.eval.triplets import write_triplets
     from linkhoi.infer.draw import draw_triplets
     from linkhoi.infer.predictor import InferenceError, Predictor
-    from linkhoi.infer.sources import expand_images, make_detector
+    from linkhoi.infer.sources import IMAGE_SUFFIXES, expand_images, make_detector
     from linkhoi.io import check_output_dir, check_output_file
     from linkhoi.model.text import parse_prompt_list
+    from linkhoi.paths import join_under, refuse_symlink
 
     if (args.detector is None) == (args.detections is None):
         make_detector(None, args.detector, None, args.detections)  # raises the clear message
     check_output_dir(args.out)
     check_output_file(Path(args.out) / "triplets.json")
+    if not args.no_draw:  # drawings must land inside OUT, not in a link's target
+        refuse_symlink(Path(args.out) / "images", "annotated images")
     resolve_device(args.device)
     if args.top_k is not None and args.top_k < 1:
         raise InferenceError(f"--top-k {args.top_k}: must be >= 1")
@@ -123,6 +126,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.clip_weights is not None and not Path(args.clip_weights).exists():
         raise InferenceError(f"--clip-weights {args.clip_weights}: no such file or folder")
     images = expand_images(args.images)
+    if not images:  # before the checkpoint is loaded: nothing to do is said at once
+        raise InferenceError(
+            f"no image files in {', '.join(args.images)} (folders are searched for "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     verbs = parse_prompt_list(args.verbs) if args.verbs is not None else None
     hois = parse_hois(args.hois) if args.hois is not None else None
     for flag, given in (("--verbs", verbs), ("--hois", hois)):
@@ -168,7 +176,8 @@ def _run(args: argparse.Namespace) -> int:
     for name, triplets in tqdm(stream, total=len(images), desc="detect", unit="img"):
         results.append((name, triplets))
         if not args.no_draw:
-            draw_triplets(by_name[name], triplets, out / "images" / drawn[name], args.max_draw)
+            target = join_under(out / "images", drawn[name], "annotated image")
+            draw_triplets(by_name[name], triplets, target, args.max_draw)
     if not results:
         raise InferenceError(f"none of the {len(images)} inputs is a readable image")
     path = write_triplets(out / "triplets.json", results, predictor.label_space.name)

@@ -356,7 +356,10 @@ def detection_key(source: FileDetections, name: str) -> str | None:
 
 def _open(image: ImageInput) -> tuple[str, Image.Image]:
     if isinstance(image, Image.Image):
-        from linkhoi.data.images import _to_rgb
+        from linkhoi.data.images import _NonFinitePixels, _to_rgb
 
-        return PIL_NAME, _to_rgb(image)
+        try:
+            return PIL_NAME, _to_rgb(image)
+        except _NonFinitePixels as err:
+            raise InferenceError(f"{PIL_NAME}: {err}") from None
     return str(image), load_image(image)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from linkhoi.labels import LabelSpace, ing_form
 from linkhoi.model.clip_loading import atomic_save_safetensors
+from linkhoi.paths import safe_component
 
 __all__ = [
     "TEMPLATES",
@@ -181,7 +182,9 @@ def text_embeddings(
     resolved = _resolve_template(label_space, template)
     prompts = build_prompts(label_space, resolved)
     key = _cache_key(info, label_space, resolved, prompts)
-    path = cache_root(cache_dir) / "text" / f"{label_space.name}-{key[:24]}.safetensors"
+    # The name is free text from a label-space file: never a raw path component.
+    stem = safe_component(label_space.name)
+    path = cache_root(cache_dir) / "text" / f"{stem}-{key[:24]}.safetensors"
     device = _device(clip_model)
     if path.is_file():
         try:
