@@ -2,7 +2,7 @@
 
 Builds a small synthetic world and tiny teacher checkpoints in a temporary folder, then times
 optimizer steps of the tiny student (the packaged synthetic_student.yaml head) without and with
-distillation. The method's setting (method.md §6) is a teacher with the *same head
+distillation. The method's setting (docs/method.md §6) is a teacher with the *same head
 architecture* as the student; here both also share the tiny backbone, which runs once per batch
 for both models (feature cache off). A second, labelled figure uses a teacher whose head is
 twice as wide (the synthetic demo's teacher), which is not the method's setting. Each mode runs
@@ -40,7 +40,7 @@ STUDENT = (
 # mode: (label, teacher folder or None)
 MODES = {
     "student": ("student-only", None),
-    "stage2": ("stage-2, teacher with the student's head (method.md §6)", "teacher_same"),
+    "stage2": ("stage-2, teacher with the student's head (docs/method.md §6)", "teacher_same"),
     "stage2_wide": ("stage-2, teacher head 2x wider (not the method's setting)", "teacher_wide"),
 }
 
@@ -149,7 +149,9 @@ def main() -> int:
         r = results[mode]
         print(f"{label}: step {r['step_s'] * 1000:.1f} ms, {memory} {r['peak_mb']:.0f} MB")
     base = results["student"]["step_s"]
-    print(f"ratio_wide_teacher={results['stage2_wide']['step_s'] / base:.3f}  (not method.md §6)")
+    print(
+        f"ratio_wide_teacher={results['stage2_wide']['step_s'] / base:.3f}  (not docs/method.md §6)"
+    )
     print(f"ratio={results['stage2']['step_s'] / base:.3f}")
     return 0
 

@@ -24,7 +24,7 @@ from linkhoi.data import (
 from linkhoi.labels import load
 
 HICO = load("hico_det")
-# Official ids (shared/data/hico_det): HOI 19 = ride bicycle (verb 77), 12 = hold bicycle
+# Official ids (src/linkhoi/labels/data/hico_det): HOI 19 = ride bicycle (verb 77), 12 = hold bicycle
 # (verb 37), 24 = no_interaction bicycle (verb 58), 132 = hold horse; COCO bicycle 2, horse 19.
 RIDE_BIKE, HOLD_BIKE, NOINT_BIKE, HOLD_HORSE = 19, 12, 24, 132
 
@@ -68,7 +68,7 @@ MAT_IMAGES = [
     ("HICO_test2015_00000004.jpg", (20, 20), [(HOLD_BIKE, 1, [], [], [])]),  # no visible pair
 ]
 
-# The same images in the PPDM/GEN-VLKT json layout, written by hand from eval-hico.md §2.2:
+# The same images in the PPDM/GEN-VLKT json layout, written by hand from docs/datasets.md (HICO-DET):
 # boxes of one hoi entry in connection order, each once per entry, never merged across entries.
 JSON_IMAGES = [
     {
@@ -206,7 +206,7 @@ def test_mat_box_layout_by_hand(tmp_path: Path) -> None:
         HOIPair(3, 5, hold),
     ]
     assert s2.pairs == [HOIPair(0, 1, ride)] and s2.boxes.shape == (2, 4)
-    # 2 humans x 2 objects, full connection: h0, o1, o2, h3 (eval-hico.md §2.2 example)
+    # 2 humans x 2 objects, full connection: h0, o1, o2, h3 (docs/datasets.md, HICO-DET)
     assert s3.labels.tolist() == [person, bicycle, bicycle, person]
     assert [(p.human, p.object) for p in s3.pairs] == [(0, 1), (0, 2), (3, 1), (3, 2)]
     assert s4.pairs == [] and s4.boxes.shape == (0, 4) and not s4.unannotated.any()

@@ -1,4 +1,4 @@
-"""V-COCO reader: ground truth built as the official evaluator builds it (eval-vcoco-swig §A.3)."""
+"""V-COCO reader: ground truth built as the official evaluator builds it (docs/evaluation.md, V-COCO)."""
 
 from __future__ import annotations
 

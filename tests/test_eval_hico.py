@@ -296,7 +296,7 @@ def _ref_iou(a, b) -> float:
 
 
 def reference_ap(samples, preds, known_object=False) -> list[float]:
-    """eval_one.m + VOCevaldet_bboxpair.m transcribed with plain loops (eval-hico.md §3)."""
+    """eval_one.m + VOCevaldet_bboxpair.m transcribed with plain loops (docs/evaluation.md, HICO-DET protocol)."""
     aps = []
     for c in range(len(LS.hois)):
         gt = [

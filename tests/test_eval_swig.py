@@ -1,4 +1,4 @@
-"""SWiG-HOI evaluator: hand-computed cases of eval-vcoco-swig.md Part B and a slow reference."""
+"""SWiG-HOI evaluator: hand-computed cases of docs/evaluation.md (SWiG-HOI) and a slow reference."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""V-COCO evaluator: hand-computed cases of eval-vcoco-swig.md Part A and a slow reference."""
+"""V-COCO evaluator: hand-computed cases of docs/evaluation.md (V-COCO) and a slow reference."""
 
 from __future__ import annotations
 

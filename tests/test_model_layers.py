@@ -1,4 +1,4 @@
-"""The head's building blocks against their plain definitions (method.md §2-§3): the fast forms
+"""The head's building blocks against their plain definitions (docs/method.md §2-§3): the fast forms
 (per-detection projections, padded fused attention) must compute the same function."""
 
 import math

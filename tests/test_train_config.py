@@ -84,7 +84,7 @@ def test_packaged_configs_load() -> None:
         if "_student" in f.stem:
             assert cfg.distill.logit and cfg.distill.query and cfg.distill.map
         if f.stem.startswith(("hico_det", "vcoco", "swig")):
-            # Paper hyper-parameters (method.md §7); global batch 16 with one process.
+            # Paper hyper-parameters (docs/method.md §7); global batch 16 with one process.
             assert cfg.optim.batch_size * cfg.optim.accumulate == 16
             assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.epochs) == (1e-4, 1e-4, 20)
             assert cfg.optim.lr_drop == [10] and cfg.optim.clip_grad == 0.1
@@ -105,7 +105,7 @@ def test_packaged_configs_by_bare_name(tmp_path: Path, monkeypatch: pytest.Monke
     cfg = load_config("synthetic_teacher", ["optim.epochs=3"])
     assert cfg.model["backbone"] == "tiny" and cfg.optim.epochs == 3
     assert load_config("synthetic_student.yaml").distill.teachers  # the suffix is optional
-    # The demo's values (a tiny random CLIP, a short run), not method.md §7's.
+    # The demo's values (a tiny random CLIP, a short run), not docs/method.md §7's.
     assert (cfg.optim.lr, cfg.optim.clip_grad, cfg.data.zero_shot) == (1e-3, 1.0, "unseen")
     # A file of that name wins over the packaged config; paths with folders are only paths.
     Path("synthetic_student.yaml").write_text("optim:\n  epochs: 9\n")  # as --show > NAME.yaml

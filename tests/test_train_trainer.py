@@ -296,7 +296,7 @@ def test_training_from_a_detection_file_with_augmentation(world, tmp_path: Path)
 
 def test_accumulated_step_equals_one_large_batch(world, tmp_path: Path) -> None:
     # 2 micro-batches of 2 images must give the gradient of one batch of the same 4 images:
-    # L_M is divided by the positives of the whole step (method.md §5), not each micro-batch's.
+    # L_M is divided by the positives of the whole step (docs/method.md §5), not each micro-batch's.
     def first_step_grads(name: str, *overrides: str):
         cfg = make_config(
             world, tmp_path / name, "optim.epochs=1", "runtime.max_steps=1", "optim.clip_grad=0",

@@ -12,6 +12,12 @@ import importlib
 import os
 import sys
 
+# Set before any command imports torch, which reads it when it loads OpenMP: on a machine
+# with more busy threads than cores, idle OpenMP threads that spin for work made the frozen
+# backbone's forward several times slower (benchmarks/feature_cache_speed.py). A policy the
+# user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("linkhoi.data.cli", "inspect and check datasets on disk"),

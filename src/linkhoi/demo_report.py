@@ -126,7 +126,11 @@ def bar_chart(per_class: dict[str, dict[str, float]], label_space: Any, path: Pa
     ax.set_xticks(x, names, rotation=75, ha="right", fontsize=7)
     ax.set_ylabel("AP (ground-truth boxes)")
     ax.set_ylim(0, 1)
-    ax.set_title("Synthetic world: per-class AP, teacher vs student")
+    ax.set_title(
+        "Synthetic world: per-class AP, teacher vs student\n"
+        "(r) rare: seldom in the training images; (u) unseen: held out of training (zero-shot)",
+        fontsize=9,
+    )
     ax.legend()
     fig.tight_layout()
     try:

@@ -1,7 +1,7 @@
 """HICO-DET readers: PPDM/CDN/GEN-VLKT json, the official anno_bbox.mat, fredzzhang's json.
 
 All three keep the official box convention (1-based inclusive pixel indices) and yield the
-same samples for the same images (shared/docs/eval-hico.md §2). A verb that is not valid
+same samples for the same images (docs/datasets.md, HICO-DET). A verb that is not valid
 for its object in the label space raises DatasetError by default; ``on_invalid="warn"``
 skips that pair with a warning instead.
 """
@@ -172,7 +172,7 @@ def read_hico_mat(
 
     Invisible HOI entries (invis=1) are skipped. The boxes of one ``hoi(j)`` entry are added
     in connection order, each once inside the entry, never merged across entries
-    (eval-hico.md §2.2), so the result equals :func:`read_hico_json` on the converted json.
+    (docs/datasets.md, HICO-DET), so the result equals :func:`read_hico_json` on the converted json.
     """
     import scipy.io
 

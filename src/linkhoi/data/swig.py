@@ -2,7 +2,7 @@
 
 Boxes are absolute [x1, y1, x2, y2] pixels kept as stored; ``category_id`` 0..999 is the
 object id; a pair's interaction is (action_id, category of the object box), which must be
-one of the 14,130 interactions (shared/docs/eval-vcoco-swig.md §B.2).
+one of the 14,130 interactions (docs/evaluation.md, SWiG-HOI).
 """
 
 from __future__ import annotations

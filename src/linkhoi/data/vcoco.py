@@ -1,7 +1,7 @@
 """V-COCO reader: ``vcoco_{split}.json`` + COCO instances + ``vcoco_{split}.ids``.
 
 Builds the ground truth exactly as the official evaluator does
-(shared/docs/eval-vcoco-swig.md §A.2-A.3): images in ids-file order; every COCO annotation
+(docs/evaluation.md, V-COCO): images in ids-file order; every COCO annotation
 of the image in instances-file order, ``ignore == 1`` dropped; boxes ``x2 = x + max(0, w-1)``
 clipped to the image; only ``area > 0``, ``x2 > x1``, ``y2 > y1`` kept. Persons that are not
 V-COCO persons (crowd ones included) are marked ``unannotated``.

@@ -1,4 +1,4 @@
-"""Region-proposal filtering before pairing (method.md §0, as UPT's prepare_region_proposals).
+"""Region-proposal filtering before pairing (docs/method.md §0, as UPT's prepare_region_proposals).
 
 Per-class NMS at IoU 0.5; keep score >= 0.2; keep between 3 and 15 humans and between
 3 and 15 objects (the top ones by score when fewer pass the threshold, as long as they

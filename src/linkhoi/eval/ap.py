@@ -10,14 +10,14 @@ import numpy as np
 
 # MATLAB's `0:0.1:1` (HICO-DET eval_one.m). The colon operator builds the first half as
 # a + k*d and the second half as b - (n-k)*d, so 0.3 is 0.30000000000000004 while 0.6 and 0.7
-# are the ordinary doubles (eval-hico.md §3.6). numpy.arange/linspace give 0.6000000000000001
+# are the ordinary doubles (docs/evaluation.md, HICO-DET protocol). numpy.arange/linspace give 0.6000000000000001
 # and 0.7000000000000001 instead, which drops the term of a class whose recall is exactly 0.6.
 MATLAB_11_POINTS: np.ndarray = np.array(
     [0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], dtype=np.float64
 )
 MATLAB_11_POINTS.flags.writeable = False
 
-# The exact decimals i / 10.0 (SWiG-HOI, eval-vcoco-swig.md §B.5).
+# The exact decimals i / 10.0 (SWiG-HOI, docs/evaluation.md).
 DECIMAL_11_POINTS: np.ndarray = np.array([i / 10.0 for i in range(11)], dtype=np.float64)
 DECIMAL_11_POINTS.flags.writeable = False
 
@@ -25,7 +25,7 @@ DECIMAL_11_POINTS.flags.writeable = False
 def stable_descending(scores: np.ndarray) -> np.ndarray:
     """Indices that sort `scores` (D,) high to low; equal scores keep their input order.
 
-    MATLAB's `sort` is stable, numpy's default quicksort is not (eval-hico.md §4, G4).
+    MATLAB's `sort` is stable, numpy's default quicksort is not (docs/evaluation.md, HICO-DET protocol).
     """
     return np.argsort(-np.asarray(scores), kind="stable")
 

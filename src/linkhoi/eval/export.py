@@ -4,7 +4,7 @@ ho-rcnn ``eval_one.m`` (format ``'obj'``) loads ``detections_XX.mat`` for XX = 0
 object's index in COCO-80 order, and reads ``all_boxes(act_id, :)``: one row per HOI class of
 that object (in HOI-id order), one column per test image (in ``list_test`` order), each cell an
 N x 9 matrix ``[hx1 hy1 hx2 hy2 ox1 oy1 ox2 oy2 score]`` of **0-based** pixel indices (the code
-adds 1). Our boxes use the 1-based GT convention, so we write ``box - 1`` (eval-hico.md §3.1).
+adds 1). Our boxes use the 1-based GT convention, so we write ``box - 1`` (docs/evaluation.md, HICO-DET protocol).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """HICO-DET evaluation equal to the official MATLAB code (ho-rcnn eval_one.m).
 
-The rules (shared/docs/eval-hico.md §9): +1 pixel IoU on 1-based inclusive boxes, a pair
+The rules (docs/evaluation.md, HICO-DET protocol): +1 pixel IoU on 1-based inclusive boxes, a pair
 matches when min(IoU_human, IoU_object) >= 0.5, detections sorted by score with MATLAB's
 stable sort (ties: ground-truth image order, then input order), greedy VOC matching without
 fallback, 11-point AP on MATLAB's 0:0.1:1 grid, AP 0 for classes without ground truth, means

@@ -1,7 +1,7 @@
 """Resolve triplet detections against a label space: class names / ids -> positions, as arrays.
 
 :func:`resolve_triplets` is what every evaluator's ``convert`` calls on one image's detections
-(the triplet format: ``shared/docs/triplets-format.md``). It runs the checks of
+(the triplet format: docs/evaluation.md, "The triplet file"). It runs the checks of
 :func:`linkhoi.eval.triplets.validate_detections` on the arrays it builds and returns a
 :class:`TripletArrays` of label-space positions.
 

@@ -1,6 +1,6 @@
 """SWiG-HOI evaluator: per-interaction 11-point AP as THID / CMD-SE's ``SWiGEvaluator``.
 
-Protocol: ``shared/docs/eval-vcoco-swig.md`` Part B. Per evaluated interaction the predictions
+Protocol: docs/evaluation.md (SWiG-HOI). Per evaluated interaction the predictions
 are ranked by score and only the first 19,999 are read; each is matched to the GT pair of its
 image with the largest ``min(IoU_h, IoU_o)`` (continuous IoU, first pair wins ties); a used or
 too-far pair makes it an FP (no fallback); predictions on images without GT of the class,

@@ -1,6 +1,6 @@
 """The HOI triplet file: read, validate and write it.
 
-Format: ``shared/docs/triplets-format.md``. ``.json`` holds one object with an ``images`` list
+Format: docs/evaluation.md, "The triplet file". ``.json`` holds one object with an ``images`` list
 (a bare list of image records is accepted too); ``.jsonl`` holds one image object per line,
 optionally preceded by a header line without ``file_name``. Either may end in ``.gz``.
 

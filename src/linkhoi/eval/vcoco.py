@@ -1,6 +1,6 @@
 """V-COCO evaluator: agent AP (26 actions) and role AP (Scenario 1 and 2), as ``vsrl_eval.py``.
 
-Protocol: ``shared/docs/eval-vcoco-swig.md`` Part A. Every detection is matched on its own key
+Protocol: docs/evaluation.md (V-COCO). Every detection is matched on its own key
 (``<action>_agent`` or ``<action>_<role>``) to the GT person with the largest IoU among *all*
 persons of the image (+1 pixel convention, float32); a detection whose best person is ignored
 (not V-COCO-annotated) is dropped, a duplicate or a wrong best person is an FP (no fallback).

@@ -4,7 +4,7 @@
 then 25 ``<action>_<role>`` keys) plus the table giving a detection's key from its (verb, role,
 has object box). :func:`_ground_truth` concatenates the GT persons of all images into flat
 arrays (boxes, ignored flag, positive actions, role object boxes, positives per action) so that
-matching runs over every detection at once. Protocol: ``shared/docs/eval-vcoco-swig.md`` Part A.
+matching runs over every detection at once. Protocol: docs/evaluation.md (V-COCO).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Builders of the packaged label spaces (hico_det, vcoco, swig_hoi) from labels/data/.
 
-The files are copies of ../shared/data (see labels/data/PROVENANCE.md). Each builder turns
+The files are copies of the official dataset files (see labels/data/PROVENANCE.md). Each builder turns
 official 1-based / 0-based ids into positions exactly once.
 """
 

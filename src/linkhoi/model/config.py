@@ -1,4 +1,4 @@
-"""`LinkConfig`: every size and [ours] choice of the LINK head (method.md §0-§4) as plain data."""
+"""`LinkConfig`: every size and [ours] choice of the LINK head (docs/method.md §0-§4) as plain data."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class LinkConfig:
-    """Sizes and switches of the LINK model. Defaults follow method.md; [ours] marks project choices.
+    """Sizes and switches of the LINK model. Defaults follow docs/method.md; [ours] marks project choices.
 
     The backbone is named (``"tiny"``, ``"vit-b16"``, ``"vit-l14-336"``); ``image_size=None`` means
     the backbone's native resolution.

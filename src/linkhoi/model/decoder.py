@@ -1,4 +1,4 @@
-"""VLM Linking Decoder (method.md §3): pair queries read the CLIP map through a box-guided
+"""VLM Linking Decoder (docs/method.md §3): pair queries read the CLIP map through a box-guided
 spatial branch (over a learnt latent map F^l) and a semantic branch (over F itself)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Human-Object Geometrical Encoder (method.md §2): unary queries from the CLIP map, refined
+"""Human-Object Geometrical Encoder (docs/method.md §2): unary queries from the CLIP map, refined
 with box positional encodings, then fused into one query per (human, object) pair."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The whole LINK model (method.md §0-§4): frozen CLIP backbone -> Geometrical Encoder ->
+"""The whole LINK model (docs/method.md §0-§4): frozen CLIP backbone -> Geometrical Encoder ->
 Linking Decoder -> CLIP-text-initialised classifier with object masking and detection prior."""
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class LinkModel(nn.Module):
         return pairs, self.valid_table[labels[pairs[:, 1]]]
 
     def propose(self, detections: Any) -> Any:
-        """Proposal filtering (method.md §0) with ``config.proposals``, as in training:
+        """Proposal filtering (docs/method.md §0) with ``config.proposals``, as in training:
         raw ``Detections`` of one image -> the kept ones (humans first, by score)."""
         from linkhoi.detections import filter_proposals
 

@@ -48,7 +48,7 @@ def point_encoding(points: Tensor, dims: int = 128, temperature: float = 20.0) -
 
 
 def box_encoding(norm_boxes: Tensor, dims: int = 128, temperature: float = 20.0) -> Tensor:
-    """Box PE (method.md §2.2): PE(cx, cy) ⊕ PE(w, h) of normalised boxes.
+    """Box PE (docs/method.md §2.2): PE(cx, cy) ⊕ PE(w, h) of normalised boxes.
 
     Args: norm_boxes (N, 4) in [0, 1]. Returns (N, 4*dims) (512 for dims=128).
     """
@@ -90,7 +90,7 @@ def pair_spatial_code(
     eps: float = 1e-10,
     max_ratio: float = 1e4,
 ) -> Tensor:
-    """The 36-d UPT box-pair code (method.md §2.5), human box ``h`` and object box ``o``.
+    """The 36-d UPT box-pair code (docs/method.md §2.5), human box ``h`` and object box ``o``.
 
     With image width ``W``, height ``H``, centres ``(cx, cy)``, widths ``w``, heights ``h``,
     and ``dx = |cx_o - cx_h| / (w_h + eps)``, ``dy = |cy_o - cy_h| / (h_h + eps)``, the 18 features are

@@ -1,4 +1,4 @@
-"""Text classifier weights from CLIP's text tower (method.md §1).
+"""Text classifier weights from CLIP's text tower (docs/method.md §1).
 
 One prompt per HOI class of a label space, encoded by open_clip's text tower, L2-normalised
 and cached on disk under a key of (backbone weights sha256, label space name + digest,

@@ -1,4 +1,4 @@
-"""Training augmentation (method.md §7): horizontal flip and scale, applied alike to the image,
+"""Training augmentation (docs/method.md §7): horizontal flip and scale, applied alike to the image,
 its detections and its ground-truth boxes.
 
 The backbone sees the whole image resized to a fixed R x R canvas, so resizing the image alone

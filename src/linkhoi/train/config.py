@@ -53,7 +53,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW + step schedule (method.md §7); batch sizes are per process."""
+    """AdamW + step schedule (docs/method.md §7); batch sizes are per process."""
 
     lr: float = 1e-4
     weight_decay: float = 1e-4
@@ -70,7 +70,7 @@ class OptimConfig:
 
 @dataclass
 class DistillConfig:
-    """Stage-2 distillation (method.md §6). Used only when teachers are given."""
+    """Stage-2 distillation (docs/method.md §6). Used only when teachers are given."""
 
     teachers: list[str] = field(default_factory=list)  # teacher checkpoints
     teacher_clip_weights: list[str] = field(default_factory=list)  # per teacher; empty: same

@@ -1,4 +1,4 @@
-"""Stage 2 of the Progressive Learning Strategy: distillation from frozen teachers (method.md §6).
+"""Stage 2 of the Progressive Learning Strategy: distillation from frozen teachers (docs/method.md §6).
 
 ``Distiller`` holds the frozen teachers (not registered as sub-modules: they are neither
 trained, nor checkpointed with the student, nor wrapped by DDP) and the small learned

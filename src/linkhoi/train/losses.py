@@ -1,4 +1,4 @@
-"""Ground-truth matching and the matching loss L_M (method.md §5).
+"""Ground-truth matching and the matching loss L_M (docs/method.md §5).
 
 - ``pair_targets``: a candidate (human, object) pair is positive for HOI class k when a
   ground-truth pair of class k overlaps both its human and its object box with IoU >= 0.5.
@@ -210,7 +210,7 @@ def matching_loss(
 def remove_unseen(samples: Iterable, unseen_positions: Iterable[int]) -> list:
     """Zero-shot training annotations: drop the pairs of unseen HOI classes.
 
-    Only those pairs go; an image stays while at least one seen pair remains (method.md §5);
+    Only those pairs go; an image stays while at least one seen pair remains (docs/method.md §5);
     an image that had no pairs to begin with is kept as it is. Samples are dataclasses
     (``linkhoi.data.Sample``); the originals are not modified.
     """

@@ -1,4 +1,4 @@
-"""The loss of one optimizer step (method.md §5-§6), what the trainer back-propagates.
+"""The loss of one optimizer step (docs/method.md §5-§6), what the trainer back-propagates.
 
 An optimizer step covers ``accumulate`` micro-batches. ``step_targets`` computes their targets and
 counts the positives of all of them before any forward pass (pairs and targets depend on the boxes

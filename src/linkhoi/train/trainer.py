@@ -1,4 +1,4 @@
-"""One training loop for both stages of the Progressive Learning Strategy (method.md §5-§7).
+"""One training loop for both stages of the Progressive Learning Strategy (docs/method.md §5-§7).
 
 ``Trainer(config, teachers=...)``: without teachers it trains a teacher (stage 1, L_M only);
 with teachers it trains a student (stage 2, L_M + distillation). The loop is deterministic
@@ -152,7 +152,7 @@ class Trainer:
         return mask
 
     def _protect_unseen_rows(self) -> None:
-        """Unseen classifier rows get no gradient and keep their CLIP init (method.md §5)."""
+        """Unseen classifier rows get no gradient and keep their CLIP init (docs/method.md §5)."""
         weight = classifier_weight(self.model)
         keep = self.class_mask.to(weight.device).to(weight.dtype).unsqueeze(1)
         weight.register_hook(lambda grad: grad * keep)
