@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("linkhoi.train.cli", "train a teacher or a student (progressive learning)"),
     "detect": ("linkhoi.infer.cli", "detect HOIs on your own images"),
     "demo": ("linkhoi.demo", "train and evaluate LINK on a synthetic HOI world (CPU)"),
+    "convert-preds": ("linkhoi.eval.convert_cli", "official-format predictions to a triplet file"),
     "convert-clip": ("linkhoi.model.cli", "convert an OpenAI CLIP archive to safetensors"),
 }
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ BENCHMARK_SPACE = {"hico_det": "hico_det", "vcoco": "vcoco", "swig_hoi": "swig_h
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictions", required=True, type=Path,
-                   help="triplet file (.json / .jsonl, optionally .gz)")  # fmt: skip
+                   help="triplet file (.json / .jsonl, optionally .gz), or an official format: "
+                   "V-COCO .pkl, SWiG-HOI json, folder of detections_XX.mat")  # fmt: skip
     p.add_argument("--output", required=True, type=Path, help="OUT.json to write")
     p.add_argument("--strict", action="store_true",
                    help="predictions on images not in the annotations (or not a class) are an "
@@ -113,7 +115,7 @@ def evaluate_file(
     header: dict = {}
     want = BENCHMARK_SPACE[benchmark]
     keys = ImageKeys(evaluator.image_keys())
-    images = read_triplets(predictions, check_detections=False, header=header)
+    images = _open_predictions(evaluator, predictions, benchmark, header)
     try:
         with gc_paused():  # no reference cycles here; avoids full collections over 1M dicts
             for name, dets in tqdm(images, desc="evaluate", unit="img", disable=None):
@@ -145,6 +147,24 @@ def evaluate_file(
             if msg.startswith(anon):
                 raise type(err)(str(predictions) + msg[len(anon) :]) from None
         raise
+
+
+def _open_predictions(
+    evaluator: Evaluator, predictions: Path, benchmark: str, header: dict
+) -> Iterable[tuple[str, list]]:
+    """The images of a triplet file or of an official-format file (ids as image keys)."""
+    from linkhoi.eval.official_in import FORMATS, detect_format, read_official
+
+    fmt = detect_format(predictions)
+    if fmt == "triplets":
+        return read_triplets(predictions, check_detections=False, header=header)
+    space, what = FORMATS[fmt]
+    if space != BENCHMARK_SPACE[benchmark]:
+        raise TripletFileError(
+            f"{predictions}: this is {what}, for `linkhoi eval {space}`, not {benchmark}"
+        )
+    header["label_space"] = space
+    return read_official(predictions, fmt, getattr(evaluator, "file_names", None))[1]
 
 
 def _class_names(evaluator: Any, result: EvalResult) -> dict[str, str]:
