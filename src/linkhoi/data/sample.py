@@ -207,11 +207,44 @@ def check_unique_names(samples: list[Sample], file: str | Path) -> None:
 
 
 def finish(samples: list[Sample], label_space: Any, file: str | Path) -> list[Sample]:
-    """The end of every reader: validate each sample, check the names are unique."""
-    for sample in samples:
-        validate_sample(sample, len(label_space.objects), len(label_space.hois), file)
+    """The end of every reader: validate each sample, check the names are unique.
+
+    The rules of :func:`validate_sample` are first checked on all samples at once; only when
+    one fails does the per-sample pass run, to name the first offending field."""
+    n_obj, n_hoi = len(label_space.objects), len(label_space.hois)
+    if not _all_valid(samples, n_obj, n_hoi):
+        for sample in samples:
+            validate_sample(sample, n_obj, n_hoi, file)
     check_unique_names(samples, file)
     return samples
+
+
+def _all_valid(samples: list[Sample], num_objects: int, num_hois: int) -> bool:
+    """Do all samples pass :func:`validate_sample`? One vectorised pass (False may be wrong,
+    True is not: the caller then runs the exact per-sample checks)."""
+    if not samples:
+        return True
+    counts = np.array([s.num_boxes for s in samples])
+    if any(
+        len(s.labels) != n or len(s.unannotated) != n for s, n in zip(samples, counts, strict=True)
+    ):
+        return False
+    if counts.sum():
+        boxes = np.concatenate([s.boxes for s in samples])
+        sizes = np.repeat(np.array([(s.width, s.height) for s in samples], float), counts, 0)
+        faults = box_faults(boxes, sizes)
+        if (faults["not_finite"] | faults["inverted"] | faults["outside"]).any():
+            return False
+        labels = np.concatenate([np.asarray(s.labels, dtype=np.int64) for s in samples])
+        if labels.min() < 0 or labels.max() >= num_objects:
+            return False
+    for s, n in zip(samples, counts.tolist(), strict=True):
+        for pair in s.pairs:
+            if not (0 <= pair.human < n and 0 <= pair.hoi < num_hois) or (
+                pair.object is not None and not 0 <= pair.object < n
+            ):
+                return False
+    return True
 
 
 def image_records(records: Iterable[object], file: str | Path) -> Iterator[tuple[dict, str]]:

@@ -95,27 +95,37 @@ def evaluate_file(
     """Stream a predictions file through ``evaluator`` and evaluate it.
 
     Detections are validated once, by :func:`linkhoi.eval.resolve.resolve_triplets` inside
-    the evaluator. Never a silent 0 (:mod:`linkhoi.eval.checks`): a ground truth without
-    pairs, or predictions of which no image is a ground-truth image, raise EvalError; names
-    that match only by base name are matched and noted; many unmatched images give warnings.
+    the evaluator. A triplet file is decoded by msgspec into structs
+    (:mod:`linkhoi.eval.fastread`); a file that decoder refuses is read again by the stdlib
+    reader, which names the problem. Never a silent 0 (:mod:`linkhoi.eval.checks`): a ground
+    truth without pairs, or predictions of which no image is a ground-truth image, raise
+    EvalError; names that match only by base name are matched and noted; many unmatched
+    images give warnings.
 
     Args:
         annotations: the annotation file(s), named (and inspected) when they hold no pair.
     """
-    from linkhoi.eval.checks import (
-        ImageKeys,
-        check_ground_truth,
-        check_matches,
-        guess_names_benchmark,
-    )
+    from linkhoi.eval.checks import check_ground_truth
+    from linkhoi.eval.fastread import FastPathUnavailable
 
     check_ground_truth(benchmark, evaluator.num_gt_images, evaluator.num_gt_pairs, annotations)
+    try:
+        return _evaluate_stream(evaluator, predictions, benchmark, fast=True)
+    except FastPathUnavailable:  # start again with the reader that words every error
+        return _evaluate_stream(evaluator, predictions, benchmark, fast=False)
+
+
+def _evaluate_stream(
+    evaluator: Evaluator, predictions: Path, benchmark: str, fast: bool
+) -> EvalResult:
+    from linkhoi.eval.checks import ImageKeys, check_matches, guess_names_benchmark
+
     evaluator.reset()
     evaluator.predictions_source = str(predictions)  # type: ignore[attr-defined]
     header: dict = {}
     want = BENCHMARK_SPACE[benchmark]
     keys = ImageKeys(evaluator.image_keys())
-    images = _open_predictions(evaluator, predictions, benchmark, header)
+    images = _open_predictions(evaluator, predictions, benchmark, header, fast)
     try:
         with gc_paused():  # no reference cycles here; avoids full collections over 1M dicts
             for name, dets in tqdm(images, desc="evaluate", unit="img", disable=None):
@@ -150,12 +160,17 @@ def evaluate_file(
 
 
 def _open_predictions(
-    evaluator: Evaluator, predictions: Path, benchmark: str, header: dict
+    evaluator: Evaluator, predictions: Path, benchmark: str, header: dict, fast: bool = False
 ) -> Iterable[tuple[str, list]]:
-    """The images of a triplet file or of an official-format file (ids as image keys)."""
+    """The images of a triplet file (``fast``: msgspec structs) or of an official-format file
+    (ids as image keys)."""
     from linkhoi.eval.official_in import FORMATS, detect_format, read_official
 
     fmt = detect_format(predictions)
+    if fmt == "triplets" and fast:
+        from linkhoi.eval.fastread import read_triplets_fast
+
+        return read_triplets_fast(predictions, header=header)
     if fmt == "triplets":
         return read_triplets(predictions, check_detections=False, header=header)
     space, what = FORMATS[fmt]

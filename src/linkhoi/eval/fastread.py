@@ -1,0 +1,145 @@
+"""The fast way in for triplet files: msgspec decodes straight into typed structs.
+
+:func:`read_triplets` (the stdlib ``json`` module, a dict per detection) stays the reference
+and the path that words every error. :func:`read_triplets_fast` decodes the same files with
+``msgspec`` into :class:`Detection` structs: about three times faster than ``json.load`` and
+without a dict per detection. A ``.json`` file is read as bytes and only its image list is
+decoded at first; each image's ``detections`` stay raw bytes (views of the file) until that
+image is reached, so at most one image's structs are alive at a time.
+
+Anything the typed decoder does not accept (a NaN, a string score, a missing key, a duplicated
+``file_name``...) raises :class:`FastPathUnavailable`; the caller then reads the file again
+with :func:`read_triplets`, which names the file, the image, the detection and the field.
+:func:`linkhoi.eval.resolve.resolve_triplets` takes lists of structs as well as of dicts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+from linkhoi.eval.triplets import TripletFileError, _is_jsonl, check_header
+
+Box = tuple[float, float, float, float]
+
+
+class Detection(msgspec.Struct, gc=False):
+    """One detection of the triplet format, as decoded by msgspec (fields as in the format)."""
+
+    human_box: Box
+    object_box: Box | None
+    score: float
+    verb: str | None = None
+    object: str | None = None
+    verb_id: int | None = None
+    object_id: int | None = None
+    hoi_id: int | None = None
+    role: str | None = None
+
+
+class _LazyImage(msgspec.Struct, gc=False):
+    file_name: str
+    detections: msgspec.Raw
+
+
+class _Image(msgspec.Struct, gc=False):
+    file_name: str
+    detections: list[Detection]
+
+
+class _File(msgspec.Struct, gc=False):
+    images: list[_LazyImage]
+    format: str | None = None
+    version: int | None = None
+    label_space: str | None = None
+
+
+class FastPathUnavailable(Exception):
+    """The typed decoder cannot read this file; read it with :func:`read_triplets` instead."""
+
+
+_DETECTIONS = msgspec.json.Decoder(list[Detection])
+_FILE = msgspec.json.Decoder(_File | list[_LazyImage])
+_LINE = msgspec.json.Decoder(_Image)
+
+
+def _header(values: dict, path: Path) -> dict:
+    header = {k: v for k, v in values.items() if v is not None}
+    check_header(header, path)
+    return header
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise FastPathUnavailable(str(err)) from None
+
+
+def read_triplets_fast(
+    path: str | os.PathLike[str], header: dict | None = None
+) -> Iterator[tuple[str, list[Detection]]]:
+    """Yield ``(file_name, detections)`` per image, in file order, detections as structs.
+
+    Args:
+        path: ``.json`` / ``.jsonl``, optionally ``.gz``.
+        header: if given, filled with ``format``, ``version``, ``label_space`` (checked).
+
+    Raises:
+        FastPathUnavailable: anything the typed decoder does not accept (re-read the file with
+            :func:`linkhoi.eval.triplets.read_triplets` to get the precise error).
+        TripletFileError: a header value this reader cannot use.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TripletFileError(f"{path}: no such predictions file")
+    seen: set[str] = set()
+    try:
+        if _is_jsonl(path):
+            images = _jsonl_images(path, header)
+        else:
+            data = _FILE.decode(_read_bytes(path))
+            if isinstance(data, _File):
+                h = _header({"format": data.format, "version": data.version,
+                             "label_space": data.label_space}, path)  # fmt: skip
+                if header is not None:
+                    header.update(h)
+                data = data.images
+            images = ((im.file_name, im.detections) for im in data)
+        for name, dets in images:
+            if not name or name in seen:
+                raise FastPathUnavailable(f"empty or duplicate file_name {name!r}")
+            seen.add(name)
+            yield name, dets if isinstance(dets, list) else _DETECTIONS.decode(dets)
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        raise FastPathUnavailable(str(err)) from None
+
+
+def _jsonl_images(path: Path, header: dict | None) -> Iterator[tuple[str, list[Detection]]]:
+    """Stream a JSON Lines file: one image decoded per line."""
+    first = True
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                if first:
+                    first = False
+                    rec = msgspec.json.decode(line)
+                    if isinstance(rec, dict) and not rec.keys() & {"file_name", "detections"}:
+                        h = _header(rec, path)
+                        if header is not None:
+                            header.update(h)
+                        continue
+                im = _LINE.decode(line)
+                yield im.file_name, im.detections
+    except (OSError, EOFError) as err:
+        raise FastPathUnavailable(str(err)) from None
