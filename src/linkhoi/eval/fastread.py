@@ -23,6 +23,7 @@ from pathlib import Path
 import msgspec
 
 from linkhoi.eval.triplets import TripletFileError, _is_jsonl, check_header
+from linkhoi.io import input_limit, read_limited
 
 Box = tuple[float, float, float, float]
 
@@ -74,11 +75,9 @@ def _header(values: dict, path: Path) -> dict:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes (inflated), within linkhoi's input limit (``read_limited``)."""
     try:
-        if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
+        return read_limited(path, TripletFileError)
     except (OSError, EOFError) as err:
         raise FastPathUnavailable(str(err)) from None
 
@@ -126,9 +125,12 @@ def _jsonl_images(path: Path, header: dict | None) -> Iterator[tuple[str, list[D
     """Stream a JSON Lines file: one image decoded per line."""
     first = True
     opener = gzip.open if path.name.lower().endswith(".gz") else open
+    limit = input_limit()
     try:
         with opener(path, "rb") as fh:
-            for line in fh:
+            while line := fh.readline(limit + 1):
+                if len(line) > limit:  # the stdlib reader names the line and the limit
+                    raise FastPathUnavailable("line beyond the input limit")
                 if not line.strip():
                     continue
                 if first:
