@@ -142,3 +142,12 @@ def test_official_format_of_another_benchmark(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert f"{bad}: image '11', detection 0: must be [hoi_id, score" in err
     assert not (tmp_path / "c.json").exists()
+
+
+def test_official_formats_keep_the_input_limit(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("LINKHOI_MAX_INPUT_MB", "0.001")  # about 1 KB
+    big = tmp_path / "big.pkl"
+    big.write_bytes(pickle.dumps([{"image_id": i, "person_box": [0, 0, 1, i]} for i in range(200)]))
+    assert main(["convert-preds", str(big), "--output", str(tmp_path / "c.json")]) == 1
+    err = capsys.readouterr().err
+    assert str(big) in err and "input limit" in err and not (tmp_path / "c.json").exists()

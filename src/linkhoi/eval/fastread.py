@@ -10,19 +10,30 @@ image is reached, so at most one image's structs are alive at a time.
 Anything the typed decoder does not accept (a NaN, a string score, a missing key, a duplicated
 ``file_name``...) raises :class:`FastPathUnavailable`; the caller then reads the file again
 with :func:`read_triplets`, which names the file, the image, the detection and the field.
-:func:`linkhoi.eval.resolve.resolve_triplets` takes lists of structs as well as of dicts.
+:func:`linkhoi.eval.resolve.resolve_triplets` takes lists of structs as well as of dicts
+(:func:`resolve_structs`).
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import numpy as np
 
-from linkhoi.eval.triplets import TripletFileError, _is_jsonl, check_header
+from linkhoi.eval.resolve import TripletArrays
+from linkhoi.eval.triplets import (
+    TripletFileError,
+    _is_jsonl,
+    _raise_first_problem,
+    _where,
+    check_header,
+)
 from linkhoi.io import input_limit, read_limited
 
 Box = tuple[float, float, float, float]
@@ -145,3 +156,55 @@ def _jsonl_images(path: Path, header: dict | None) -> Iterator[tuple[str, list[D
                 yield im.file_name, im.detections
     except (OSError, EOFError) as err:
         raise FastPathUnavailable(str(err)) from None
+
+
+def _as_dicts(dets: Sequence[Any]) -> list[dict]:
+    """Decoded structs back to the dicts of the file (absent optional fields left out), for
+    the dict path that words errors and resolves class fields not met before."""
+    out = []
+    for d in dets:
+        rec = {f: getattr(d, f) for f in d.__struct_fields__}
+        out.append({k: list(v) if isinstance(v, tuple) else v for k, v in rec.items()
+                    if v is not None or k == "object_box"})  # fmt: skip
+    return out
+
+
+def resolve_structs(dets: Sequence[Any], r: Any, path: Any, image: Any) -> TripletArrays:
+    """:func:`linkhoi.eval.resolve.resolve_triplets` for :class:`Detection` structs (``r``: the
+    label space's resolver).
+
+    The decoder already checked the types and box lengths, so one comprehension reads every
+    field, ``fromiter`` builds the arrays and a few whole-image reductions check them (the
+    sum of all values is finite only if each is). A failed check, or a class not met before,
+    goes through the dict path, which words the error exactly as for a dict.
+    """
+    n = len(dets)
+    get = r.memo.get
+    # one comprehension per field: cheaper than building a row tuple per detection
+    codes = [get((d.verb, d.object, d.verb_id, d.object_id, d.hoi_id, d.role), -1) for d in dets]
+    hb = np.fromiter(chain.from_iterable([d.human_box for d in dets]), np.float64, 4 * n)
+    hb = hb.reshape(n, 4)
+    sc = np.fromiter([d.score for d in dets], np.float64, n)
+    boxes = [d.object_box for d in dets]
+    if None in boxes:
+        ob = np.full((n, 4), np.nan)
+        has = np.fromiter((b is not None for b in boxes), bool, n)
+        if has.any():
+            ob[has] = np.array([b for b in boxes if b is not None], dtype=np.float64)
+        checked = np.concatenate((hb, ob[has]))
+    else:
+        ob = np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4)
+        checked = np.concatenate((hb, ob))
+    # one reduction checks order and finiteness: a NaN or an infinity anywhere makes it NaN
+    # (inf * 0); a huge finite sum only sends the image to the exact checks of the dict path
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = (checked[:, 2:] - checked[:, :2]).min() + 0.0 * (checked.sum() + sc.sum()) >= 0
+    if not ok:
+        _raise_first_problem(_as_dicts(dets), path, image)
+    where = lambda j: _where(path, image, det=j)  # noqa: E731
+    if -1 in codes:  # a class not met before: the dict path resolves and remembers it
+        verbs, objs, roles, hois = r.classes(codes, _as_dicts(dets), where, names_only=False)
+    else:
+        verbs, objs, roles, hois = r.resolved[:, codes]
+    return TripletArrays(human_boxes=hb, object_boxes=ob, scores=sc, verbs=verbs,
+                         objects=objs, roles=roles, hois=hois)  # fmt: skip

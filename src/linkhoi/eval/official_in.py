@@ -18,6 +18,7 @@ accept them) or the file names of the image list (HICO-DET).
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import pickle
@@ -99,11 +100,13 @@ def read_official(
 def read_vcoco_pickle(path: Path) -> list[tuple[str, list[dict]]]:
     """The rows of a ``vsrl_eval`` detection pickle as triplet images keyed by image id."""
     from linkhoi.eval.vcoco_official import official_to_triplets
+    from linkhoi.io import read_limited
 
     try:
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rb") as fh:
-            rows = RestrictedUnpickler(fh, encoding="latin1").load()  # latin1: Python 2 pickles
+        data = read_limited(path, TripletFileError)  # within linkhoi's input limit
+        rows = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()  # latin1: Py2
+    except TripletFileError:
+        raise
     except FileNotFoundError:
         raise TripletFileError(f"{path}: no such predictions file") from None
     except Exception as err:  # noqa: BLE001 - unpickling raises many types on bad bytes
@@ -188,6 +191,7 @@ def read_hico_mat_dir(
     import scipy.io
 
     from linkhoi.labels import load
+    from linkhoi.matfile import check_mat_size
 
     ls = label_space if label_space is not None else load("hico_det")
     listing = directory / "list_test.txt"
@@ -211,6 +215,7 @@ def read_hico_mat_dir(
             raise TripletFileError(f"{mat}: not named detections_XX.mat with XX in 01..80")
         obj = coco80.index(int(m.group(1)))
         hoi_ids = np.sort(ids[hoi_obj == obj])
+        check_mat_size(mat, TripletFileError)
         try:
             cells = scipy.io.loadmat(mat, variable_names=["all_boxes"])["all_boxes"]
         except KeyError:

@@ -18,7 +18,6 @@ as before.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -368,7 +367,9 @@ def resolve_triplets(
         return TripletArrays(human_boxes=e, object_boxes=e.copy(), scores=np.zeros(0),
                              verbs=z, objects=z.copy(), roles=z.copy(), hois=z.copy())  # fmt: skip
     if not isinstance(dets[0], dict) and hasattr(dets[0], "__struct_fields__"):
-        return _resolve_structs(dets, r, path, image)  # msgspec structs (eval.fastread)
+        from linkhoi.eval.fastread import resolve_structs
+
+        return resolve_structs(dets, r, path, image)  # msgspec structs
     try:  # C-level scan of the keys; fails on a detection that is no object
         names_only = set().union(*dets).isdisjoint(_ID_KEYS)
     except (KeyError, TypeError, ValueError):
@@ -404,56 +405,5 @@ def resolve_triplets(
         verbs, objs, roles, hois = r.classes(codes, dets, where, names_only)
     except TypeError:  # unhashable class field: no memo; the general path resolves or reports
         verbs, objs, roles, hois = _resolve_classes(dets, r, where)
-    return TripletArrays(human_boxes=hb, object_boxes=ob, scores=sc, verbs=verbs,
-                         objects=objs, roles=roles, hois=hois)  # fmt: skip
-
-
-def _as_dicts(dets: Sequence[Any]) -> list[dict]:
-    """Decoded structs back to the dicts of the file (absent optional fields left out), for
-    the dict path that words errors and resolves class fields not met before."""
-    out = []
-    for d in dets:
-        rec = {f: getattr(d, f) for f in d.__struct_fields__}
-        out.append({k: list(v) if isinstance(v, tuple) else v for k, v in rec.items()
-                    if v is not None or k == "object_box"})  # fmt: skip
-    return out
-
-
-def _resolve_structs(dets: Sequence[Any], r: _Resolver, path: Any, image: Any) -> TripletArrays:
-    """:func:`resolve_triplets` for :class:`linkhoi.eval.fastread.Detection` structs.
-
-    The decoder already checked the types and box lengths, so one comprehension reads every
-    field, ``fromiter`` builds the arrays and a few whole-image reductions check them (the
-    sum of all values is finite only if each is). A failed check, or a class not met before,
-    goes through the dict path, which words the error exactly as for a dict.
-    """
-    n = len(dets)
-    get = r.memo.get
-    # one comprehension per field: cheaper than building a row tuple per detection
-    codes = [get((d.verb, d.object, d.verb_id, d.object_id, d.hoi_id, d.role), -1) for d in dets]
-    hb = np.fromiter(chain.from_iterable([d.human_box for d in dets]), np.float64, 4 * n)
-    hb = hb.reshape(n, 4)
-    sc = np.fromiter([d.score for d in dets], np.float64, n)
-    boxes = [d.object_box for d in dets]
-    if None in boxes:
-        ob = np.full((n, 4), np.nan)
-        has = np.fromiter((b is not None for b in boxes), bool, n)
-        if has.any():
-            ob[has] = np.array([b for b in boxes if b is not None], dtype=np.float64)
-        checked = np.concatenate((hb, ob[has]))
-    else:
-        ob = np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4)
-        checked = np.concatenate((hb, ob))
-    # one reduction checks order and finiteness: a NaN or an infinity anywhere makes it NaN
-    # (inf * 0); a huge finite sum only sends the image to the exact checks of the dict path
-    with np.errstate(over="ignore", invalid="ignore"):
-        ok = (checked[:, 2:] - checked[:, :2]).min() + 0.0 * (checked.sum() + sc.sum()) >= 0
-    if not ok:
-        _raise_first_problem(_as_dicts(dets), path, image)
-    where = lambda j: _where(path, image, det=j)  # noqa: E731
-    if -1 in codes:  # a class not met before: the dict path resolves and remembers it
-        verbs, objs, roles, hois = r.classes(codes, _as_dicts(dets), where, names_only=False)
-    else:
-        verbs, objs, roles, hois = r.resolved[:, codes]
     return TripletArrays(human_boxes=hb, object_boxes=ob, scores=sc, verbs=verbs,
                          objects=objs, roles=roles, hois=hois)  # fmt: skip
