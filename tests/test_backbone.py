@@ -148,7 +148,7 @@ class _Archive(torch.nn.Module):
         return self.visual(image)
 
 
-def test_torchscript_archive_is_refused_then_converted(tiny, tmp_path, capsys):
+def test_issue14_item1_torchscript_archive_loads_directly_and_converts(tiny, tmp_path, capsys):
     model, _, images, feats, _ = tiny
     # torch.jit.trace of open_clip's CLIP fails its sanity check here, so the archive is a
     # scripted module holding CLIP's own submodules (same state-dict keys) plus the three
@@ -160,8 +160,10 @@ def test_torchscript_archive_is_refused_then_converted(tiny, tmp_path, capsys):
         torch.jit.save(scripted, str(src))
     assert set(scripted.state_dict()) == set(model.state_dict()) | set(_OPENAI_EXTRAS)
     assert detect_format(src) == "openai-torchscript"
-    with pytest.raises(ClipLoadError, match="linkhoi convert-clip"):
-        load_clip("tiny", src, device="cpu")
+    # Read directly (no conversion step), to the same features as the model's own weights.
+    direct, info = load_clip("tiny", src, device="cpu")
+    assert torch.equal(ClipBackbone(direct, info)(images)[0], feats)
+    assert info["sha256"] == _sha(src)
 
     dst = tmp_path / "out" / "tiny.safetensors"
     parser = argparse.ArgumentParser()

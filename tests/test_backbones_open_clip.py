@@ -204,3 +204,35 @@ def test_train_checkpoint_detect_with_config_file_backbone(custom: dict, tmp_pat
     assert cli.run(parser.parse_args(args)) == 0
     assert len(list(read_triplets(out / "triplets.json"))) == 1
     assert (tmp_path / "run" / "last.pt").stat().st_size < 40 << 20
+
+
+def test_issue14_item2_clip_weights_of_another_model_refused(custom: dict, tmp_path: Path, capsys):
+    """``linkhoi detect --clip-weights`` with a checkpoint that holds its backbone: a file of
+    another model is refused naming both hashes (it used to be ignored without a word)."""
+    import hashlib
+
+    from linkhoi.infer import cli
+    from linkhoi.model.checkpoint import save_checkpoint
+
+    model = create_model(LinkConfig(backbone="tiny", **HEAD), "synthetic", device="cpu")
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", model_payload(model))
+    stored = torch.load(ckpt, weights_only=True)["backbone"]["sha256"]
+    other = tmp_path / "other.safetensors"
+    state = {k: v.contiguous() + 1 for k, v in model.backbone.clip.state_dict().items()}
+    save_file(state, str(other))
+    image = tmp_path / "x.png"
+    Image.new("RGB", (100, 80)).save(image)
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"file_name": "x.png", "detections": []}]))
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    argv = [str(image), "--checkpoint", str(ckpt), "--detections", str(dets), "--no-draw",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert cli.run(parser.parse_args([*argv, "--clip-weights", str(other)])) == 2
+    err = capsys.readouterr().err
+    assert stored in err and hashlib.sha256(other.read_bytes()).hexdigest() in err
+    assert not (tmp_path / "o" / "triplets.json").exists()
+    # The same weights saved to a file are accepted.
+    same = tmp_path / "same.safetensors"
+    save_file({k: v.contiguous() for k, v in model.backbone.clip.state_dict().items()}, str(same))
+    assert cli.run(parser.parse_args([*argv, "--clip-weights", str(same)])) == 0

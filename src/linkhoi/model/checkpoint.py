@@ -71,6 +71,7 @@ def load_model(
     path_or_payload: str | Path | dict[str, Any],
     clip_weights: str | Path | None = None,
     device: str | torch.device | None = None,
+    text_weights: str | Path | None = None,
 ) -> LinkModel:
     """Rebuild a ``LinkModel`` from a checkpoint file (``torch.load(weights_only=True)``) or payload.
 
@@ -79,7 +80,6 @@ def load_model(
     compared. Raises ``CheckpointError`` with the file and field on any mismatch.
     """
     from linkhoi.labels import LabelSpace
-    from linkhoi.model.backbones import rebuild_backbone
     from linkhoi.model.clip_loading import state_dict_sha256
 
     if isinstance(path_or_payload, dict):
@@ -112,31 +112,7 @@ def load_model(
     device = resolve_device(device)
 
     included, random_init = bool(info.get("included")), bool(info.get("random"))
-    if not included and not random_init and clip_weights is None:
-        raise CheckpointError(
-            f"{where}: the {info['name']!r} backbone weights are not included; pass "
-            f"clip_weights= the weights file (sha256 {info['sha256'][:16]}...)"
-        )
-    # Weights given are always checked, even when the checkpoint holds its own (issue: a file
-    # of another model used to be ignored without a word).
-    backbone = rebuild_backbone(info, clip_weights, device)
-    checked = clip_weights is not None or not included  # else the stored weights are used
-    if checked and backbone.sha256 != info["sha256"]:
-        same = (
-            clip_weights is not None
-            and random_init
-            and state_dict_sha256(backbone.weights_state()) == info["sha256"]
-        )  # the seeded random weights, saved to a file
-        if not same:
-            what = (
-                "the rebuilt random backbone"
-                if clip_weights is None
-                else f"clip weights {clip_weights}"
-            )
-            raise CheckpointError(
-                f"{where}: field 'backbone.sha256' is {info['sha256']} but {what} hash to "
-                f"{backbone.sha256}: not the backbone this model was trained with"
-            )
+    backbone = _rebuild_checked(info, where, clip_weights, text_weights, device)
     backbone.sha256 = backbone.info["sha256"] = info["sha256"]
     text = state.get("text")
     if text is None:
@@ -161,3 +137,56 @@ def load_model(
                 f"{where}: included backbone weights do not match 'backbone.sha256'"
             )
     return model.to(device).eval()
+
+
+def _rebuild_checked(
+    info: dict[str, Any],
+    where: str,
+    clip_weights: str | Path | None,
+    text_weights: str | Path | None,
+    device: torch.device,
+) -> Any:
+    """The backbone of a checkpoint's ``backbone`` record, its weights checked by hash.
+
+    Weights given are always checked, even when the checkpoint holds its own (a file of
+    another model used to be ignored without a word); both hashes are named on a mismatch.
+    """
+    from linkhoi.model.backbones import rebuild_backbone
+    from linkhoi.model.clip_loading import state_dict_sha256
+
+    included, random_init = bool(info.get("included")), bool(info.get("random"))
+    in_folder = bool(info.get("folder_weights"))  # hf:DIR names its own weights
+    if not included and not random_init and not in_folder and clip_weights is None:
+        raise CheckpointError(
+            f"{where}: the {info['name']!r} backbone weights are not included; pass "
+            f"clip_weights= the weights file (sha256 {info['sha256'][:16]}...)"
+        )
+    text_info = info.get("text") or {}
+    needs_text = text_info and not (text_info.get("random") or text_info.get("folder_weights"))
+    if needs_text and not included and text_weights is None:
+        raise CheckpointError(
+            f"{where}: the text backbone {text_info['spec']!r} weights are not included; "
+            f"pass text_weights= its weights file (sha256 {text_info['sha256'][:16]}...)"
+        )
+    backbone = rebuild_backbone(info, clip_weights, device, text_weights)
+    tower = getattr(backbone, "text_tower", None)
+    text_checked = text_weights is not None or not included
+    if tower is not None and text_checked and tower.sha256 != text_info["sha256"]:
+        raise CheckpointError(
+            f"{where}: field 'backbone.text.sha256' is {text_info['sha256']} but the text "
+            f"backbone hashes to {tower.sha256}: not the one this model was trained with"
+        )
+    checked = clip_weights is not None or not included  # else the stored weights are used
+    if checked and backbone.sha256 != info["sha256"]:
+        same = (
+            clip_weights is not None
+            and random_init
+            and state_dict_sha256(backbone.weights_state()) == info["sha256"]
+        )  # the seeded random weights, saved to a file
+        if not same:
+            what = "the rebuilt random backbone" if clip_weights is None else f"{clip_weights}"
+            raise CheckpointError(
+                f"{where}: field 'backbone.sha256' is {info['sha256']} but {what} hashes to "
+                f"{backbone.sha256}: not the backbone this model was trained with"
+            )
+    return backbone

@@ -5,20 +5,19 @@ Formats recognised by :func:`detect_format`:
 - ``"open_clip"``: an open_clip (= OpenAI layout) state dict in ``.safetensors``, or in a
   ``torch.save`` file (``.bin``/``.pt``/``.pth``) read with ``torch.load(weights_only=True)``;
   open_clip training checkpoints (``{"state_dict": ...}``, ``module.`` prefixes) are accepted.
-- ``"openai-torchscript"``: an OpenAI TorchScript archive (``ViT-B-16.pt``). Never loaded
-  here: :func:`convert_openai_archive` (``linkhoi convert-clip``) turns it into safetensors
-  once; ``torch.jit.load`` rebuilds TorchScript code and tensors, it does not unpickle
-  arbitrary Python objects.
-- ``"hf"``: a Hugging Face ``CLIPModel`` directory (``config.json`` + ``model.safetensors``
-  or ``pytorch_model.bin``), mapped onto open_clip names by :func:`hf_to_open_clip`.
+- ``"openai-torchscript"``: an OpenAI TorchScript archive (``ViT-B-16.pt``), read directly by
+  :func:`linkhoi.model.openai_archive.read_openai_archive`, which rebuilds its tensors without
+  running any of its code (no ``torch.jit.load``); ``linkhoi convert-clip`` writes the same
+  tensors to a safetensors file for those who want one.
+- ``"hf"``: a Hugging Face ``CLIPModel`` directory (``config.json`` + ``model.safetensors``,
+  preferred, or a tensor-only ``pytorch_model.bin``), mapped onto open_clip names by
+  :func:`hf_to_open_clip`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from linkhoi.io import InputError, atomic_path, load_json
+from linkhoi.model.openai_archive import ArchiveError, is_torchscript_archive, read_openai_archive
 
 # Tensors OpenAI's TorchScript state dicts carry that are not open_clip parameters.
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -73,13 +73,6 @@ def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
 # ----------------------------------------------------------------------------- detection
 
 
-def _is_torchscript_zip(path: Path) -> bool:
-    # torch.save zips hold <root>/data.pkl; TorchScript archives add <root>/code/ and constants.pkl.
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    return any("/code/" in n or n.endswith("/constants.pkl") for n in names)
-
-
 def hf_weights_file(directory: Path) -> Path | None:
     """The weights file of a Hugging Face model directory, safetensors preferred."""
     for name in _HF_WEIGHT_FILES:
@@ -112,7 +105,7 @@ def detect_format(path: str | Path) -> str:
                 "(with its config.json) instead of the single file"
             )
         return "open_clip"
-    if zipfile.is_zipfile(path) and _is_torchscript_zip(path):
+    if is_torchscript_archive(path):
         return "openai-torchscript"
     return "open_clip"
 
@@ -133,19 +126,60 @@ def _clean_open_clip(state: Any, path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k not in _OPENAI_EXTRA_KEYS}
 
 
+def _torch_load_tensors(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with one line instead of torch's retry advice."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text or "pickle" in text.lower():
+            raise ClipLoadError(
+                f"{path}: holds pickled code or objects, which linkhoi does not load; re-save "
+                "its tensors as safetensors (safetensors.torch.save_file, or save_pretrained "
+                "with safe_serialization=True)"
+            ) from None
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise ClipLoadError(
+            f"{path}: cannot be read as a tensor-only state dict ({first})"
+        ) from None
+
+
 def read_open_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an open_clip-layout state dict from ``.safetensors`` or a ``torch.save`` file."""
     path = Path(path)
     if path.suffix == ".safetensors":
         return _clean_open_clip(load_file(str(path), device="cpu"), path)
+    return _clean_open_clip(_torch_load_tensors(path), path)
+
+
+def read_openai_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The open_clip state dict of an OpenAI TorchScript archive, read without running it."""
+    path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors have long messages; keep the first line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        state = read_openai_archive(path)
+    except ArchiveError as exc:
+        raise ClipLoadError(str(exc)) from None
+    return {k: v for k, v in state.items() if k not in _OPENAI_EXTRA_KEYS}
+
+
+def read_hf_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], Path]:
+    """The tensors of a Hugging Face folder (``model.safetensors`` preferred over
+    ``pytorch_model.bin``) or of one weights file; returns ``(state, file read)``."""
+    path = Path(path)
+    file = hf_weights_file(path) if path.is_dir() else path
+    if file is None or not file.is_file():
         raise ClipLoadError(
-            f"{path}: cannot be read as a tensor-only state dict ({first})"
-        ) from exc
-    return _clean_open_clip(state, path)
+            f"{path}: no weights file (expected one of {', '.join(_HF_WEIGHT_FILES)})"
+        )
+    if file.suffix == ".safetensors":
+        try:
+            return load_file(str(file), device="cpu"), file
+        except Exception as exc:
+            raise ClipLoadError(f"{file}: cannot be read as safetensors ({exc})") from None
+    state = _torch_load_tensors(file)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ClipLoadError(f"{file}: expected a state dict of tensors")
+    return state, file
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
@@ -153,17 +187,9 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     path = Path(path)
     fmt = detect_format(path)
     if fmt == "openai-torchscript":
-        raise ClipLoadError(
-            f"{path}: is an OpenAI TorchScript archive, which linkhoi does not load directly. "
-            f"Convert it once with:  linkhoi convert-clip {path} {path.with_suffix('.safetensors')}"
-        )
+        return read_openai_state_dict(path), fmt
     if fmt == "hf":
-        weights = hf_weights_file(path)
-        assert weights is not None
-        if weights.suffix == ".safetensors":
-            raw = load_file(str(weights), device="cpu")
-        else:
-            raw = torch.load(weights, map_location="cpu", weights_only=True)
+        raw, weights = read_hf_weights(path)
         return hf_to_open_clip(raw, weights), fmt
     return read_open_clip_state_dict(path), fmt
 
@@ -323,26 +349,17 @@ def atomic_save_safetensors(
 def convert_openai_archive(src: str | Path, dst: str | Path) -> dict[str, Any]:
     """Convert an OpenAI TorchScript CLIP archive to an open_clip ``.safetensors`` state dict.
 
-    The only place an archive is opened (``torch.jit.load``). Tensors keep their dtype
-    (OpenAI ships fp16; loading casts to the model's fp32). Returns
-    ``{"architecture": dict, "sha256": hex digest of dst, "tensors": count}``.
+    The archive is read by :func:`read_openai_state_dict` (no code from it runs; fp16 tensors
+    saved on ``cuda`` convert on a CPU-only machine). Tensors keep their dtype (loading casts
+    to the model's fp32). Returns ``{"architecture": dict, "sha256": hex digest of dst,
+    "tensors": count}``.
     """
     src, dst = Path(src), Path(dst)
     if detect_format(src) != "openai-torchscript":
         raise ClipLoadError(f"{src}: is not a TorchScript archive (nothing to convert)")
     if dst.suffix != ".safetensors":
         raise ClipLoadError(f"{dst}: the destination must end in .safetensors")
-    try:
-        with warnings.catch_warnings():  # torch marks jit.load deprecated; it is still the reader
-            warnings.simplefilter("ignore", FutureWarning)
-            archive = torch.jit.load(str(src), map_location="cpu")
-    except Exception as exc:
-        raise ClipLoadError(f"{src}: cannot be opened as TorchScript ({exc})") from exc
-    state = {
-        k: v.detach().clone()
-        for k, v in archive.state_dict().items()
-        if k not in _OPENAI_EXTRA_KEYS
-    }
+    state = {k: v.contiguous() for k, v in read_openai_state_dict(src).items()}
     arch = describe_architecture(state)
     atomic_save_safetensors(state, dst, metadata={"source": "openai-torchscript", "from": src.name})
     return {"architecture": arch, "sha256": file_sha256(dst), "tensors": len(state)}

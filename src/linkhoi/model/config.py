@@ -17,12 +17,15 @@ class ConfigError(ValueError):
 class LinkConfig:
     """Sizes and switches of the LINK model. Defaults follow docs/method.md; [ours] marks project choices.
 
-    The backbone is named (``"tiny"``, ``"vit-b16"``, ``"vit-l14-336"``); ``image_size=None`` means
+    ``backbone`` is a spec of ``linkhoi.model.load_backbone`` (an alias such as ``"vit-b16"``,
+    ``"open_clip:NAME"``, ``"open_clip:PATH.json"`` or ``"hf:DIR"``); ``image_size=None`` means
     the backbone's native resolution.
     """
 
-    backbone: str = "vit-b16"
+    backbone: str = "vit-b16"  # a spec of linkhoi.model.load_backbone (docs/training.md)
     image_size: int | None = None
+    # A second spec whose text tower encodes the prompts, for vision-only backbones (DINOv2).
+    text_backbone: str | None = None
     # Proposal filtering (§0): keyword arguments of `linkhoi.detections.filter_proposals` (its
     # defaults are UPT's). Kept with the model so inference filters as training did.
     proposals: dict[str, Any] = field(default_factory=dict)

@@ -217,10 +217,12 @@ def create_model(
     clip_weights: str | Path | None = None,
     cache_dir: str | Path | None = None,
     device: str | torch.device | None = None,
+    text_weights: str | Path | None = None,
 ) -> LinkModel:
     """Build a LINK model: the backbone of spec ``config.backbone`` (weights from a local file,
     or seeded random when ``clip_weights`` is None; see ``linkhoi.model.load_backbone``), the
-    classifier initialised from cached text embeddings."""
+    classifier initialised from cached text embeddings (from ``config.text_backbone``'s text
+    tower, with ``text_weights``, when the backbone has none)."""
     from linkhoi import labels
     from linkhoi.devices import resolve_device
     from linkhoi.model.backbones import load_backbone
@@ -228,7 +230,14 @@ def create_model(
 
     label_space = labels.load(label_space)
     device = resolve_device(device)
-    backbone = load_backbone(config.backbone, clip_weights, config.image_size, device)
+    backbone = load_backbone(
+        config.backbone,
+        clip_weights,
+        config.image_size,
+        device,
+        text_backbone=config.text_backbone,
+        text_weights=text_weights,
+    )
     text = text_embeddings(backbone, backbone.info, label_space, config.text_template, cache_dir)
     return LinkModel(config, label_space, backbone, text).to(device)
 

@@ -161,6 +161,8 @@ def _cache_key(
             "label_space_digest": label_space.digest,
             "template": TEMPLATES.get(template, template),
             "prompts": prompts,
+            # The text tower, when it is another model's (a vision-only backbone).
+            **({"text_sha256": info["text_sha256"]} if info.get("text_sha256") else {}),
         },
         sort_keys=True,
     )

@@ -91,7 +91,8 @@ class RuntimeConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision, CUDA only
-    clip_weights: str = ""  # the student's CLIP weights file (create_model's clip_weights)
+    clip_weights: str = ""  # the student's backbone weights file (create_model's clip_weights)
+    text_weights: str = ""  # weights of model.text_backbone (create_model's text_weights)
     cache_dir: str = ""  # text-embedding / feature cache; empty: $LINKHOI_CACHE or ~/.cache
     feature_cache: bool = True  # cache frozen-backbone features on disk (augmentation off)
     max_steps: int = 0  # stop (and checkpoint) after this many optimizer steps; 0: no limit

@@ -76,6 +76,7 @@ class Trainer:
             clip_weights=cfg.runtime.clip_weights or None,
             cache_dir=cache_dir,
             device=self.device,
+            text_weights=cfg.runtime.text_weights or None,
         )
         self.teachers = self._load_teachers()
         # Same initialisation on every rank (above); different dropout noise per rank (below).

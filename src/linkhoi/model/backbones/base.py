@@ -109,6 +109,8 @@ class Backbone(nn.Module):
             "image_size": int(self.image_size),
             "random": self.info.get("format") == "random",
             "config": self.info.get("config"),
+            "preprocess": self.info.get("preprocess"),
+            "folder_weights": bool(self.info.get("folder_weights")),
         }
 
 

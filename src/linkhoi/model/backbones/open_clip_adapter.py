@@ -341,7 +341,7 @@ def load_open_clip(
     image_size: int | None = None,
     device: str | torch.device | None = None,
     config: dict[str, Any] | None = None,
-    **_: Any,
+    **_: Any,  # options of other adapters (e.g. a stored preprocess of hf:DIR)
 ) -> OpenClipBackbone:
     """The backbone of spec ``open_clip:REST`` (or an alias when ``rest`` is one)."""
     name = rest if rest in ALIASES else f"open_clip:{rest}"
