@@ -1,4 +1,4 @@
-"""Cost of the LINK head relative to its frozen CLIP backbone (ViT-B/16, random weights, 224).
+"""Cost of the LINK head relative to its frozen backbone (default ViT-B/16, random weights, 224).
 
 One image with 15 humans and 15 objects (15 x 29 = 435 pairs). Both parts are timed in the
 same run, alternately (median of ``--repeats`` after a warm-up), then their multiply-accumulates
@@ -7,8 +7,12 @@ missed), parameter counts and peak memory are printed. ``mac_ratio`` is the time
 would reach if it ran as efficiently as the backbone. The last line is exactly
 ``ratio=<head time / backbone time>`` (goal: <= 0.15 on CPU).
 
-    python benchmarks/model_cost.py [--repeats 7] [--threads 1] [--backbone vit-b16]
-        [--set d_pair=256 --set ffn_ratio=2 ...]   # LinkConfig overrides, to compare sizes
+    python benchmarks/model_cost.py [--repeats 7] [--threads 1] [--backbone SPEC]
+        [--weights PATH] [--set d_pair=256 --set ffn_ratio=2 ...]  # LinkConfig overrides
+
+``--backbone`` takes any spec of ``linkhoi.model.load_backbone`` (``vit-b16``,
+``open_clip:ViT-L-14``, ``open_clip:my.json``, ``hf:DIR``); without ``--weights`` open_clip
+specs are seeded random and ``hf:DIR`` reads the folder's weights.
 """
 
 from __future__ import annotations
@@ -26,8 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from linkhoi import labels
 from linkhoi.detections import Detections
-from linkhoi.model import LinkConfig, LinkModel
-from linkhoi.model.backbone import ClipBackbone, load_clip
+from linkhoi.model import LinkConfig, LinkModel, load_backbone
 
 
 def _sync() -> None:
@@ -91,7 +94,8 @@ def _detections(space, n_humans: int, n_objects: int, size=(640, 480)) -> Detect
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="vit-b16")
+    parser.add_argument("--backbone", default="vit-b16", help="a load_backbone spec")
+    parser.add_argument("--weights", default=None, help="the backbone's weights file")
     parser.add_argument("--label-space", default="hico_det")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: default)")
@@ -104,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     space = labels.load(args.label_space)
-    clip_model, info = load_clip(args.backbone, None, device=device)
-    backbone = ClipBackbone(clip_model, info)
+    backbone = load_backbone(args.backbone, args.weights, device=device)
     # Random unit text embeddings: the classifier's cost does not depend on their values.
-    text = torch.nn.functional.normalize(torch.randn(len(space.hois), backbone.embed_dim), dim=-1)
+    width = backbone.text_dim or backbone.embed_dim
+    text = torch.nn.functional.normalize(torch.randn(len(space.hois), width), dim=-1)
     model = LinkModel(config, space, backbone, text).to(device).eval()
     image = torch.randn(1, 3, backbone.image_size, backbone.image_size, device=device)
     dets = [_detections(space, 15, 15).to(device)]
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         macs_backbone = _macs(lambda: backbone(image))
         macs_head = _macs(lambda: model(None, dets, features=feats))
 
-    frozen = sum(p.numel() for p in model.backbone.clip.visual.parameters())
+    frozen = sum(p.numel() for p in model.backbone.vision_parameters())
     text_tower = sum(p.numel() for p in model.backbone.parameters()) - frozen
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB -> MB on Linux

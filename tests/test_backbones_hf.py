@@ -309,3 +309,47 @@ def test_issue12_item19_pickle_bin_is_one_error_and_safetensors_preferred(
         assert "pytorch_model.bin: holds pickled code or objects" in message
         assert "\n" not in message and "weights_only=False" not in message
     assert not marker.exists()
+
+
+def test_model_cost_benchmark_takes_any_spec(folders: dict, capsys) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "model_cost.py"
+    spec = importlib.util.spec_from_file_location("model_cost", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = ["--backbone", f"hf:{folders['siglip2'][1]}", "--label-space", "synthetic",
+            "--repeats", "1", "--set", "num_heads=4"]  # fmt: skip
+    assert module.main(args) == 0
+    out = capsys.readouterr().out
+    assert "grid=(4, 4)" in out and out.strip().splitlines()[-1].startswith("ratio=")
+
+
+def test_teachers_of_other_families_distil_into_a_clip_student(folders: dict, tmp_path: Path):
+    """The multi-teacher variant: a CLIP teacher and a SigLIP teacher (another backbone, grid
+    and width) distil into a tiny CLIP student; every KD level gives a finite loss."""
+    from linkhoi.data.synthetic import generate_world
+    from linkhoi.model import LinkConfig, create_model
+    from linkhoi.model.checkpoint import model_payload, save_checkpoint
+    from linkhoi.train.config import TrainConfig, apply_overrides
+    from linkhoi.train.trainer import Trainer
+
+    head = dict(d_model=16, d_pair=16, d_latent=16, num_heads=4, pe_dims=16,
+                spatial_hidden=(16, 16))  # fmt: skip
+    teachers = []
+    for name, spec in (("clip", "tiny"), ("siglip", f"hf:{folders['siglip'][1]}")):
+        model = create_model(LinkConfig(backbone=spec, **head), "synthetic", device="cpu")
+        teachers.append(str(save_checkpoint(tmp_path / f"{name}.pt", model_payload(model))))
+    world = generate_world(tmp_path / "w", num_train=2, num_test=1, image_size=(192, 192),
+                           progress=False)  # fmt: skip
+    cfg = apply_overrides(TrainConfig(), [
+        f"data.train={{path: {world.train}}}", f"data.image_root={world.images}",
+        f"model={{backbone: tiny, {HEAD}}}", f"distill.teachers={teachers}",
+        "optim.batch_size=2", "runtime.max_steps=1", f"runtime.out_dir={tmp_path / 'run'}",
+        "runtime.progress=false",
+    ])  # fmt: skip
+    trainer = Trainer(cfg)
+    assert len(trainer.teachers) == 2 and len(trainer.data.groups) == 2  # two backbones
+    assert trainer.fit()["step"] == 1
+    last = trainer.history[-1]
+    assert all(torch.isfinite(torch.tensor(last[k])) for k in ("kd_logit", "kd_query", "kd_map"))

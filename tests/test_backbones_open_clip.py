@@ -111,6 +111,8 @@ def test_unknown_names_list_close_matches(tmp_path: Path) -> None:
         load_backbone("vit-b61")
     with pytest.raises(BackboneError, match="missing.json: open_clip model config file not found"):
         load_backbone(f"open_clip:{tmp_path / 'missing.json'}")
+    with pytest.raises(BackboneError, match=r"Hugging Face model .*hf:DIR"):
+        load_backbone("open_clip:roberta-ViT-B-32")  # text tower fetched from a hub
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"embed_dim": 8, "vision_cfg": {}}))
     with pytest.raises(BackboneError, match="bad.json: field 'text_cfg' is missing"):
@@ -236,3 +238,31 @@ def test_issue14_item2_clip_weights_of_another_model_refused(custom: dict, tmp_p
     same = tmp_path / "same.safetensors"
     save_file({k: v.contiguous() for k, v in model.backbone.clip.state_dict().items()}, str(same))
     assert cli.run(parser.parse_args([*argv, "--clip-weights", str(same)])) == 0
+
+
+TIMM_CONFIG = {
+    "embed_dim": 192,
+    "custom_text": True,
+    "vision_cfg": {"image_size": 64, "timm_model_name": "vit_tiny_patch16_224",
+                   "timm_model_pretrained": False, "timm_pool": "map", "timm_proj": "none"},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
+                 "layers": 1, "no_causal_mask": True, "pool_type": "last"},
+}  # fmt: skip
+
+
+def test_timm_tower_feature_map_is_the_normed_patch_tokens(tmp_path: Path) -> None:
+    """An open_clip model with a timm trunk (as SigLIP's in open_clip): F = the trunk's final
+    tokens after its norm, without the class token; global = encode_image."""
+    path = tmp_path / "timm.json"
+    path.write_text(json.dumps(TIMM_CONFIG))
+    bb = load_backbone(f"open_clip:{path}", device="cpu")
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    fmap, glob = bb(images)
+    trunk = bb.clip.visual.trunk
+    with torch.no_grad():
+        tokens = trunk.forward_features(images)[:, trunk.num_prefix_tokens :]  # after trunk.norm
+        ref_g = bb.clip.encode_image(images)
+    ref_f = tokens.transpose(1, 2).reshape(2, 192, 4, 4)
+    torch.testing.assert_close(fmap, ref_f, atol=1e-5, rtol=0)
+    torch.testing.assert_close(glob, ref_g, atol=1e-5, rtol=0)
+    assert bb.grid == (4, 4) and bb.embed_dim == 192

@@ -45,6 +45,9 @@ class WithTextTower(Backbone):
     def weights_state(self) -> dict[str, torch.Tensor]:
         return self.vision.weights_state()
 
+    def vision_parameters(self) -> list[torch.nn.Parameter]:
+        return self.vision.vision_parameters()
+
     def record(self) -> dict[str, Any]:
         return {**self.vision.record(), "text": self.text_tower.record()}
 

@@ -80,6 +80,10 @@ class Backbone(nn.Module):
         """The wrapped library model's own state dict (what ``sha256`` hashes when random)."""
         raise NotImplementedError
 
+    def vision_parameters(self) -> list[nn.Parameter]:
+        """The parameters ``forward`` uses (the image tower), for cost figures."""
+        return list(self.parameters())
+
     def _check_images(self, images: torch.Tensor) -> None:
         r = self.image_size
         if images.dim() != 4 or images.shape[-2:] != (r, r):

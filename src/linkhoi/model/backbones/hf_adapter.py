@@ -205,6 +205,9 @@ class HFBackbone(Backbone):
     def weights_state(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
 
+    def vision_parameters(self) -> list[nn.Parameter]:
+        return list(getattr(self.model, "vision_model", self.model).parameters())
+
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Preprocessed ``images`` (B, 3, R, R) -> F (B, C, h, w), global (B, C_g)."""

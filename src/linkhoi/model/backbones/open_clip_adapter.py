@@ -218,6 +218,13 @@ def load_clip(
             + "), open_clip:NAME, open_clip:PATH.json or hf:DIR"
         )
     cfg, _ = (deepcopy(config), rest) if config else model_config(rest)
+    hub_text = cfg["text_cfg"].get("hf_model_name")
+    if hub_text:  # open_clip would fetch this text tower's config and weights from a hub
+        raise BackboneError(
+            f"backbone {name!r}: its text tower is the Hugging Face model {hub_text!r}, which "
+            "open_clip fetches from the hub; linkhoi reads local files only: save that model "
+            "as a transformers folder (config.json + model.safetensors) and use hf:DIR"
+        )
     vision = cfg["vision_cfg"]
     native = vision.get("image_size", 224)
     native = native[0] if isinstance(native, (list, tuple)) else native
@@ -297,6 +304,9 @@ class OpenClipBackbone(Backbone):
 
     def weights_state(self) -> dict[str, torch.Tensor]:
         return self.clip.state_dict()
+
+    def vision_parameters(self) -> list[nn.Parameter]:
+        return list(self.clip.visual.parameters())
 
     def _features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
