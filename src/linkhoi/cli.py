@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("linkhoi.demo", "train and evaluate LINK on a synthetic HOI world (CPU)"),
     "convert-preds": ("linkhoi.eval.convert_cli", "official-format predictions to a triplet file"),
     "convert-clip": ("linkhoi.model.cli", "convert an OpenAI CLIP archive to safetensors"),
+    "convert-detr": (
+        "linkhoi.detections.detr_convert",
+        "convert a facebookresearch/detr checkpoint to a transformers folder",
+    ),
 }
 
 

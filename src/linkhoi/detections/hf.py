@@ -60,6 +60,15 @@ def weights_hash(folder: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def file_hash(path: str | Path) -> str:
+    """sha256 (first 16 hex digits) of one file."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def class_table(names: list[str], label_space: LabelSpace) -> torch.Tensor:
     """(C,) int64: class index -> object position in `label_space`, -1 when absent."""
     table = torch.full((len(names),), -1, dtype=torch.int64)
@@ -141,7 +150,8 @@ class TransformersSource:
         positions = torch.full_like(classes, -1)
         positions[inside] = self.table[classes[inside]]
         for c in classes[positions < 0].tolist():
-            self.dropped[self.names[c] if 0 <= c < len(self.names) else str(c)] += 1
+            if 0 <= c < len(self.names):  # others were counted by the adapter (phrases)
+                self.dropped[self.names[c]] += 1
         keep = positions >= 0
         w, h = size
         boxes = boxes[keep.to(boxes.device)].float().cpu()

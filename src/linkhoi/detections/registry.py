@@ -24,16 +24,20 @@ class Kind:
     factory: Factory
     arg: str
     example: str
+    takes_objects: bool = False
 
 
 KINDS: dict[str, Kind] = {}
 
 
-def register(name: str, arg: str, example: str) -> Callable[[Factory], Factory]:
-    """Decorator registering `factory` as detector kind `name`."""
+def register(
+    name: str, arg: str, example: str, takes_objects: bool = False
+) -> Callable[[Factory], Factory]:
+    """Decorator registering `factory` as detector kind `name` (`takes_objects`: it can be
+    prompted with object names)."""
 
     def wrap(factory: Factory) -> Factory:
-        KINDS[name] = Kind(factory, arg, example)
+        KINDS[name] = Kind(factory, arg, example, takes_objects)
         return factory
 
     return wrap
@@ -46,11 +50,18 @@ def kinds_help() -> str:
 
 def make_source(spec: str, label_space: LabelSpace, **options: Any) -> Any:
     """The `DetectionSource` of ``KIND:ARG`` (see `KINDS`); one `DetectionError` for an
-    unknown kind or a missing ARG."""
+    unknown kind or a missing ARG. ``cache=DIR`` wraps it in a `CachedDetector`."""
     kind, sep, arg = spec.partition(":")
     if kind not in KINDS or not sep or not arg:
         raise DetectionError(f"--detector {spec!r}: write KIND:ARG, one of {kinds_help()}")
-    return KINDS[kind].factory(arg, label_space, options)
+    if options.get("objects") and not KINDS[kind].takes_objects:
+        raise DetectionError(f"--objects: detector kind {kind!r} cannot be prompted with names")
+    source = KINDS[kind].factory(arg, label_space, options)
+    if options.get("cache"):
+        from linkhoi.detections.cache import CachedDetector
+
+        source = CachedDetector(source, options["cache"])
+    return source
 
 
 def _pick(options: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -71,7 +82,7 @@ def _torchvision(arg: str, label_space: LabelSpace, options: dict[str, Any]) -> 
     )
 
 
-@register("hf", "DIR", "hf:detr-hico (a transformers save_pretrained folder)")
+@register("hf", "DIR", "hf:detr-hico (a transformers save_pretrained folder)", takes_objects=True)
 def _hf(arg: str, label_space: LabelSpace, options: dict[str, Any]) -> Any:
     from linkhoi.detections.hf import load_hf_detector
 

@@ -152,6 +152,13 @@ class TorchvisionDetector:
             size,
         )
 
+    @property
+    def cache_key(self) -> str:
+        """Identity of the detector's output: builder, weights file hash and threshold."""
+        from linkhoi.detections.hf import file_hash
+
+        return f"tv-{self.name}-{file_hash(self.weights)}-{self.score_threshold:g}"
+
     def __repr__(self) -> str:
         return (
             f"TorchvisionDetector({self.name!r}, weights={str(self.weights)!r}, "

@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder:DIR with integer labels: 0-based object positions (default) or object ids",
     )
     box.add_argument(
+        "--detection-cache",
+        help="folder caching a detector's output per image (keyed by weights and image)",
+    )
+    box.add_argument(
         "--objects", help='open-vocabulary detectors: the object names to find, "giraffe, cup"'
     )
     box.add_argument("--detections", help="detection file (linkhoi json or COCO results)")
@@ -136,14 +140,17 @@ def _run(args: argparse.Namespace) -> int:
     for flag, given in (("--verbs", verbs), ("--hois", hois)):
         if given is not None and not given:
             raise InferenceError(f"{flag}: no class given")
+    objects = parse_prompt_list(args.objects) if args.objects is not None else None
+    if objects is not None and not objects:
+        raise InferenceError("--objects: no object given")
     predictor = Predictor.from_checkpoint(
         args.checkpoint, clip_weights=args.clip_weights, device=args.device
     )
     if verbs or hois:
-        prompts = predictor.set_vocabulary(verbs, hois)
+        prompts = predictor.set_vocabulary(verbs, hois, objects)
         print(f"open vocabulary: {len(prompts)} classes, e.g. {prompts[0]!r}")
-    detector = make_detector(
-        predictor.base_label_space,
+    detector = make_detector(  # new --objects are objects of the open vocabulary's space
+        predictor.label_space if objects else predictor.base_label_space,
         args.detector,
         args.detector_weights,
         args.detections,
@@ -151,7 +158,8 @@ def _run(args: argparse.Namespace) -> int:
         categories=args.categories,
         batch_size=args.batch_size,
         label_kind=args.folder_labels,
-        objects=parse_prompt_list(args.objects) if args.objects else None,
+        objects=objects,
+        cache=args.detection_cache,
     )
     if args.detections is not None:
         _check_records(images, detector, args.detections)

@@ -27,7 +27,7 @@ from linkhoi.detections import (
     FileDetections,
     check_detections,
 )
-from linkhoi.labels import HOIClass, LabelError, LabelSpace
+from linkhoi.labels import HOIClass, LabelError, LabelSpace, normalise_name
 from linkhoi.model import LinkModel, to_triplets, valid_class_table
 
 ImageInput = str | Path | Image.Image
@@ -39,38 +39,56 @@ class InferenceError(ValueError):
 
 
 def open_vocabulary_space(
-    base: LabelSpace, verbs: Iterable[str] = (), hois: Iterable[tuple[str, str]] = ()
+    base: LabelSpace,
+    verbs: Iterable[str] = (),
+    hois: Iterable[tuple[str, str]] = (),
+    objects: Iterable[str] = (),
 ) -> LabelSpace:
-    """A label space of user classes over `base`'s objects.
+    """A label space of user classes over `base`'s objects plus new `objects`.
 
     Each verb becomes an any-object class (valid for every detected object), each (verb,
-    object) pair a class valid for that object only; objects must be `base`'s (the detector
-    only produces those). Verbs keep the user's spelling.
+    object) pair a class valid for that object only; objects must be `base`'s or among
+    `objects` (names an open-vocabulary detector is prompted with; those `base` lacks are
+    appended with new ids). Verbs keep the user's spelling.
     """
     verbs, hois = [v.strip() for v in verbs], [(v.strip(), o.strip()) for v, o in hois]
+    new: list[str] = []
+    for name in (" ".join(o.split()) for o in objects):
+        try:
+            base.object_position(name)
+        except LabelError:
+            if name and normalise_name(name) not in {normalise_name(n) for n in new}:
+                new.append(name)
+    all_objects = (*base.objects, *new)
+    first_id = max(base.object_ids, default=0) + 1
+    all_ids = (*base.object_ids, *range(first_id, first_id + len(new)))
     names = list(dict.fromkeys([*verbs, *(v for v, _ in hois)]))
     if not names:
         raise InferenceError("open vocabulary needs at least one verb or (verb, object) pair")
     verb_id = {v: i + 1 for i, v in enumerate(names)}
     classes = [HOIClass(i + 1, v, None, verb_id[v], None) for i, v in enumerate(verbs)]
+    new_pos = {normalise_name(n): len(base.objects) + j for j, n in enumerate(new)}
     for v, o in hois:
         try:
             pos = base.object_position(o)
         except LabelError:
+            pos = new_pos.get(normalise_name(o), -1)
+        if pos < 0:
             raise InferenceError(
                 f"HOI ({v!r}, {o!r}): object {o!r} is not one of the checkpoint's objects "
-                f"(label space {base.name!r}: {', '.join(base.objects[:12])}...)"
-            ) from None
-        name = base.objects[pos]
-        classes.append(HOIClass(len(classes) + 1, v, name, verb_id[v], base.object_ids[pos]))
+                f"(label space {base.name!r}: {', '.join(base.objects[:12])}...) nor of the "
+                "detector's --objects"
+            )
+        name = all_objects[pos]
+        classes.append(HOIClass(len(classes) + 1, v, name, verb_id[v], all_ids[pos]))
     try:
         return LabelSpace(
             name=f"{base.name}+open",
             human=base.human,
             verbs=names,
             verb_ids=[verb_id[v] for v in names],
-            objects=base.objects,
-            object_ids=base.object_ids,
+            objects=all_objects,
+            object_ids=all_ids,
             hois=classes,
             verb_ing={v: g for v, g in base.verb_ing.items() if v in verb_id},
         )
@@ -125,20 +143,29 @@ class Predictor:
         return self.model.label_space
 
     def set_vocabulary(
-        self, verbs: list[str] | None = None, hois: list[tuple[str, str]] | None = None
+        self,
+        verbs: list[str] | None = None,
+        hois: list[tuple[str, str]] | None = None,
+        objects: list[str] | None = None,
     ) -> list[str]:
         """Replace the classifier rows by text embeddings of user classes; returns the prompts.
 
-        No verbs and no hois restores the checkpoint's classes. Needs the CLIP text tower,
-        which the loaded backbone always has (included, rebuilt, or from `clip_weights`).
+        `objects`: names an open-vocabulary detector finds; those the checkpoint lacks become
+        new objects of `label_space` (build the detector with it). No verbs and no hois
+        restores the checkpoint's classes. Needs the CLIP text tower, which the loaded
+        backbone always has (included, rebuilt, or from `clip_weights`).
         """
         from linkhoi.model.text import prompt_embeddings
 
         model = self.model
         if not verbs and not hois:
+            if objects:
+                raise InferenceError("new objects need verbs or hois to pair them with")
             space, text, prompts = self.base_label_space, self._base_text, None
         else:
-            space = open_vocabulary_space(self.base_label_space, verbs or [], hois or [])
+            space = open_vocabulary_space(
+                self.base_label_space, verbs or [], hois or [], objects or []
+            )
             verbs_in = [h.verb for h in space.hois if h.object is None]
             hois_in = [(h.verb, h.object) for h in space.hois if h.object is not None]
             prompts, text = prompt_embeddings(
@@ -203,12 +230,12 @@ class Predictor:
         """Detections passed in directly get the checks a detection file gets."""
         if not isinstance(dets, Detections):
             raise InferenceError(f"image {name!r}: expected Detections, got {type(dets).__name__}")
-        n_obj = len(self.base_label_space.objects)
+        space = self.label_space  # an open vocabulary may add objects
+        n_obj = len(space.objects)
         labels = dets.labels.cpu()
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_obj):
             raise DetectionError(
-                f"object positions must be in 0..{n_obj - 1} of label space "
-                f"{self.base_label_space.name!r}",
+                f"object positions must be in 0..{n_obj - 1} of label space {space.name!r}",
                 image=name,
                 field="labels",
             )
