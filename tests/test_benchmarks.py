@@ -41,3 +41,25 @@ def test_model_cost_output_and_mac_count(capsys: pytest.CaptureFixture[str]) -> 
     assert float(values["mac_ratio"]) == pytest.approx(
         float(values["head_gmac"]) / float(values["backbone_gmac"]), rel=1e-2
     )
+
+
+def test_detector_swap_prints_each_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from linkhoi.model import LinkConfig, create_model
+    from linkhoi.model.checkpoint import model_payload, save_checkpoint
+
+    torch.manual_seed(0)
+    small = dict(backbone="tiny", d_model=32, d_pair=48, d_latent=32, num_heads=4, pe_dims=16)
+    ckpt = save_checkpoint(
+        tmp_path / "tiny.pt",
+        model_payload(create_model(LinkConfig(**small), "synthetic", device="cpu")),
+    )
+    args = [str(ckpt), "--world", str(tmp_path / "world"), "--num-test", "3", "--device", "cpu"]
+    assert _script("detector_swap").main(args) == 0
+    rows = {ln[:28].strip(): ln.split() for ln in capsys.readouterr().out.splitlines()[2:]}
+    assert set(rows) == {"ground truth", "simulated good", "simulated noisy"}
+    assert rows["ground truth"][-2] == "100.0%"  # ground truth covers every pair
+    assert float(rows["simulated noisy"][-2].rstrip("%")) < 100.0
