@@ -68,7 +68,8 @@ def measure(world: Path, out: Path, batch_size: int, steps: int, teacher: str | 
     extra = [STUDENT, f"runtime.max_steps={steps + 3}"]
     if teacher:
         extra.append(f"distill.teachers=[{teacher}]")
-    trainer = Trainer(apply_overrides(TrainConfig(), _overrides(world, out, batch_size, *extra)))
+    cfg = apply_overrides(TrainConfig(), _overrides(world, out, batch_size, *extra))
+    trainer = Trainer(cfg, force=True)  # rounds reuse the folder
     stamps: list[float] = []
     step = trainer._optimizer_step
 

@@ -55,14 +55,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"linkhoi {name}", description=COMMANDS[name][1])
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
     try:
+        module = importlib.import_module(COMMANDS[name][0])
+        parser = argparse.ArgumentParser(prog=f"linkhoi {name}", description=COMMANDS[name][1])
+        module.add_arguments(parser)
+        args = parser.parse_args(rest)
         code = int(module.run(args) or 0)
         sys.stdout.flush()  # a pipe closed early fails here, not at interpreter exit
         return code
+    except KeyboardInterrupt as err:  # Ctrl-C during start-up, or a second one (stopping.py)
+        print(f"\nlinkhoi {name}: {str(err) or 'interrupted'}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
     except BrokenPipeError:  # `linkhoi ... | head`: the reader left; stop quietly
         # Python would report the pipe again when flushing stdout at exit; point it nowhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -69,7 +69,7 @@ def _world(mode: str, seed: int, progress: bool) -> WorldPaths:
         "version": WORLD_VERSION,
     }
     marker = root / "world.json"
-    if not (marker.is_file() and json.loads(marker.read_text()) == params):
+    if _read_marker(marker) != params:  # missing, another world, or unreadable: regenerate
         if root.exists():
             shutil.rmtree(root)
         generate_world(
@@ -80,12 +80,20 @@ def _world(mode: str, seed: int, progress: bool) -> WorldPaths:
             sparsity=SPARSITY,
             progress=progress,
         )
-        marker.write_text(json.dumps(params))
+        atomic_write_text(marker, json.dumps(params))  # a kill never leaves half a marker
     return WorldPaths(
         root, root / "train.json", root / "test.json", root / "images", "synthetic",
         {k: root / f"detections_{k}.json" for k in ("good", "noisy")},
         {k: root / f"train_detections_{k}.json" for k in ("good", "noisy")},
     )  # fmt: skip
+
+
+def _read_marker(marker: Path) -> Any:
+    """The parameters a cached world was made with; None when missing or unreadable."""
+    try:
+        return json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: truncated json or bad bytes
+        return None
 
 
 def _tiny_clip() -> tuple[Path, str]:
@@ -130,7 +138,7 @@ def _train(cfg: Any, dest: Path) -> dict[str, Any]:
     from linkhoi.model.checkpoint import model_payload, save_checkpoint
     from linkhoi.train.trainer import Trainer
 
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, force=True)  # the demo's own run folder
     status = trainer.fit()
     if status["status"] != "finished":
         raise DemoError(f"training stopped early: {status}")

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
@@ -232,8 +233,13 @@ def check_output_dir(path: str | Path) -> Path:
 
 
 @contextmanager
-def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = ".tmp", durable: bool = True) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed over it once the block ends without error.
+
+    Durable: the file is fsynced before the rename and its folder after it, so after a crash
+    ``path`` holds either the old or the new content, whole (``durable=False`` skips the
+    fsyncs, for caches that can be rebuilt). A full disk raises one
+    `OutputError` naming ``path`` ("no space left on the device").
 
     The file ``.{name}.XXXX{suffix}`` is created (empty, closed) in the same folder, created
     if needed; keep ``suffix`` where a writer infers the format from it (``.png``, ``.mat``).
@@ -248,14 +254,40 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         raise OutputError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
     os.close(fd)
     tmp = Path(name)
+    shown = _TARGET_OF.get(path, path)  # a temporary file of an outer atomic_path: its target
+    _TARGET_OF[tmp] = shown
     try:
         yield tmp
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
         os.chmod(tmp, _PLAIN_FILE_MODE)
+        if durable:
+            _fsync(tmp)  # the data reaches the disk before the name points at it
         os.replace(tmp, path)
-    except BaseException:
+        if durable:
+            _fsync(path.parent)  # and the rename itself survives a power loss
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            raise OutputError(f"cannot write {str(shown)!r}: no space left on the device") from None
         raise
+    finally:
+        _TARGET_OF.pop(tmp, None)
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_TARGET_OF: dict[Path, Path] = {}  # open temporary files -> the path errors should name
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as err:  # folders of some file systems cannot be fsynced: nothing to do
+        if err.errno not in (errno.EINVAL, errno.EBADF, errno.EISDIR):
+            raise
+    finally:
+        os.close(fd)
 
 
 @contextmanager

@@ -9,7 +9,8 @@
     common: [--strict] [--plot] [--export-official DIR]
 
 Writes OUT.json (fractions in [0, 1]) and ``OUT.per_class_ap.csv`` beside it, prints a table
-in percent with the protocol used; ``--plot`` adds ``OUT.per_class_ap.png``.
+in percent with the protocol used; ``--plot`` adds ``OUT.per_class_ap.png``. The files are
+written as one set (all renamed into place at the end, under a lock on the folder).
 """
 
 from __future__ import annotations
@@ -212,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     table."""
     from linkhoi.eval.report import format_table, plot_per_class, write_per_class_csv
     from linkhoi.io import check_output_dir, check_output_file
+    from linkhoi.outputs import output_lock, output_set
 
     out: Path = args.output
     csv_out, png_out = output_path(out, "per_class_ap.csv"), output_path(out, "per_class_ap.png")
@@ -232,13 +234,27 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_file(evaluator, args.predictions, args.benchmark, gt_files)
         if args.diagnose:
             result.summary["diagnosis"] = evaluator.diagnose()  # type: ignore[attr-defined]
+        names = _class_names(evaluator, result)
+        ranked = _ranked_classes(evaluator, result)
+        # One set: OUT.json, the csv (and the charts) are renamed into place together, once
+        # all are written, while no other linkhoi run writes this folder (another eval waits).
+        with output_lock(out.parent, wait=True), output_set() as put:
+            result.to_json(put(out))
+            write_per_class_csv(put(csv_out), result.per_class, names)
+            if args.plot:
+                _, best, worst = plot_per_class(put(png_out, ".png"), result, names, ranked)
+                if args.diagnose:
+                    from linkhoi.eval.diagnose import plot_diagnosis
+
+                    diag_png = output_path(out, "diagnosis.png")
+                    diag = result.summary["diagnosis"]
+                    plot_diagnosis(put(diag_png, ".png"), diag, args.benchmark)
+            if args.export_official is not None:
+                written = evaluator.export_official(args.export_official)  # type: ignore[attr-defined]
     except (TripletFileError, EvalError, ValueError, OSError) as err:
         # DatasetError and LabelError are ValueErrors with a message naming file/image/field
         print(f"linkhoi eval: error: {err}", file=sys.stderr)
         return 1
-    result.to_json(out)
-    names = _class_names(evaluator, result)
-    csv_path = write_per_class_csv(csv_out, result.per_class, names)
     print(format_table(result))
     if args.diagnose:
         from linkhoi.eval.diagnose import format_diagnosis
@@ -246,20 +262,12 @@ def run(args: argparse.Namespace) -> int:
         print(format_diagnosis(result.summary["diagnosis"]))
     for line in result.warnings:
         print(f"linkhoi eval: warning: {line}", file=sys.stderr)
-    print(f"wrote {out} and {csv_path}")
+    print(f"wrote {out} and {csv_out}")
     if args.plot:
-        path, best, worst = plot_per_class(png_out, result, names,
-                                           _ranked_classes(evaluator, result))  # fmt: skip
-        print(f"wrote {path} (best: {best}; worst: {worst})")
+        print(f"wrote {png_out} (best: {best}; worst: {worst})")
         if args.diagnose:
-            from linkhoi.eval.diagnose import plot_diagnosis
-
-            diag = result.summary["diagnosis"]
-            print(
-                f"wrote {plot_diagnosis(output_path(out, 'diagnosis.png'), diag, args.benchmark)}"
-            )
+            print(f"wrote {diag_png}")
     if args.export_official is not None:
-        written = evaluator.export_official(args.export_official)  # type: ignore[attr-defined]
         where = written[0].parent if isinstance(written, list) and written else written
         print(f"wrote the official-format predictions to {where}")
     return 0

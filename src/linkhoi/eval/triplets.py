@@ -1,8 +1,9 @@
 """The HOI triplet file: read, validate and write it.
 
-Format: docs/evaluation.md, "The triplet file". ``.json`` holds one object with an ``images`` list
-(a bare list of image records is accepted too); ``.jsonl`` holds one image object per line,
-optionally preceded by a header line without ``file_name``. Either may end in ``.gz``.
+Format: docs/evaluation.md, "The triplet file"; the writer is
+:mod:`linkhoi.eval.triplets_writer`. ``.json`` holds one object with an ``images`` list (a bare
+list of image records is accepted too); ``.jsonl`` holds one image object per line, optionally
+preceded by a header line without ``file_name``. Either may end in ``.gz``.
 
 Validation is vectorised per image (numpy on the image's lists); only when a check fails does
 a slow per-detection pass run to name the exact detection and field. Resolving class names and
@@ -18,7 +19,7 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,7 +27,6 @@ import numpy as np
 
 from linkhoi.io import (
     InputError,
-    atomic_open,
     brief,
     is_number,
     read_limited,
@@ -366,57 +366,5 @@ def _check_one(d: Any, path: Any, image: Any, j: int) -> None:
         raise TripletFileError(f"{where}: field 'score' is {brief(s)}; scores must be finite")
 
 
-# --------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def write_triplets(
-    path: str | os.PathLike[str],
-    images: Iterable[tuple[str, list[dict]]],
-    label_space: str,
-    validate: bool = True,
-) -> Path:
-    """Write a triplet file atomically (temporary file, then rename).
-
-    Args:
-        path: ``.json`` or ``.jsonl``, optionally ``.gz`` (chosen by suffix).
-        images: ``(file_name, detections)`` pairs; detections are triplet dicts (numpy values
-            are converted).
-        label_space: the label-space name written in the header.
-        validate: check each image as :func:`read_triplets` would before writing it.
-
-    Returns:
-        The written path. Nothing is left behind when an image is invalid.
-    """
-    path = Path(path)
-    header = {"format": FORMAT, "version": VERSION, "label_space": label_space}
-    jsonl = _is_jsonl(path)
-    seen: set[str] = set()
-    with atomic_open(path) as fh:
-        dump = json.JSONEncoder(default=_json_default, allow_nan=False).encode
-        if jsonl:
-            fh.write(dump(header) + "\n")
-        else:
-            fh.write(dump(header)[:-1] + ', "images": [')
-        for i, (name, dets) in enumerate(images):
-            dets = list(dets)
-            if validate:
-                if name in seen:
-                    raise TripletFileError(f"{_where(path, name)}: duplicate file_name")
-                seen.add(name)
-                validate_detections(dets, path, name)
-            rec = dump({"file_name": name, "detections": dets})
-            if jsonl:
-                fh.write(rec + "\n")
-            else:
-                fh.write(("\n" if i == 0 else ",\n") + rec)
-        if not jsonl:
-            fh.write("\n]}\n")
-    return path
+# Writing: linkhoi.eval.triplets_writer (imported last: it uses the checks above)
+from linkhoi.eval.triplets_writer import write_triplets  # noqa: E402, F401

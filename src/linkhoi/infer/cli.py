@@ -1,13 +1,17 @@
 """`linkhoi detect IMAGES... --checkpoint CKPT`: HOI triplets and annotated PNGs for images.
 
-Writes ``<out>/triplets.json`` (all images, `linkhoi.eval.triplets.write_triplets`) and
-``<out>/images/<file_name stem>.png`` per image (unless ``--no-draw``). Unreadable files are
-skipped with a warning and listed at the end; an image without detections gets an empty list.
+Writes ``<out>/triplets.json`` (all images, streamed as they finish:
+`linkhoi.eval.triplets.write_triplets`) and ``<out>/images/<file_name stem>.png`` per image
+(unless ``--no-draw``). Unreadable files are skipped with a warning and listed at the end; an
+image without detections gets an empty list. One run at a time per output folder
+(`linkhoi.outputs.output_lock`); Ctrl-C (or SIGTERM) writes the finished images' triplets,
+marked ``"partial": true`` in the header, and exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -106,13 +110,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from linkhoi.devices import resolve_device
-    from linkhoi.eval.triplets import write_triplets
-    from linkhoi.infer.draw import draw_triplets
     from linkhoi.infer.predictor import InferenceError, Predictor
     from linkhoi.infer.sources import IMAGE_SUFFIXES, expand_images, make_detector
     from linkhoi.io import check_output_dir, check_output_file
     from linkhoi.model.text import parse_prompt_list
-    from linkhoi.paths import join_under, refuse_symlink
+    from linkhoi.outputs import output_lock
+    from linkhoi.paths import refuse_symlink
+    from linkhoi.stopping import StopSignals
 
     if (args.detector is None) == (args.detections is None):
         make_detector(None, args.detector, None, args.detections)  # raises the clear message
@@ -164,35 +168,76 @@ def _run(args: argparse.Namespace) -> int:
     if args.detections is not None:
         _check_records(images, detector, args.detections)
     out = Path(args.out)
+    with output_lock(out), StopSignals() as stop:
+        return _detect(args, predictor, detector, images, out, stop)
+
+
+def _detect(args, predictor, detector, images, out: Path, stop) -> int:
+    """Stream the results: each image's triplets are written (and drawn) as they come, so
+    memory stays flat; a stop signal ends the run with the finished images, marked partial."""
+    from linkhoi.eval.triplets import write_triplets
+    from linkhoi.infer.draw import draw_triplets
+    from linkhoi.infer.predictor import InferenceError
+    from linkhoi.paths import join_under
+    from linkhoi.stopping import Interrupted
+
     skipped: list[tuple[Path, str]] = []
     by_name = {name: path for path, name in images}
     drawn = png_names([name for _, name in images])
+    done = {"images": 0, "triplets": 0, "stopped": False}
 
     def on_error(path: Path, err: Exception) -> None:
         skipped.append((path, str(err)))
         tqdm.write(f"warning: skipping {err}")
 
-    results: list[tuple[str, list[dict[str, Any]]]] = []
-    stream = predictor.predict_many(
-        [(p, n) for p, n in images],
-        detector,
-        batch_size=args.batch_size,
-        top_k=args.top_k,
-        threshold=args.threshold,
-        on_error=on_error,
+    def results():
+        stream = predictor.predict_many(
+            [(p, n) for p, n in images],
+            detector,
+            batch_size=args.batch_size,
+            top_k=args.top_k,
+            threshold=args.threshold,
+            on_error=on_error,
+        )
+        bar = tqdm(stream, total=len(images), desc="detect", unit="img")
+        try:
+            for name, triplets in bar:
+                try:
+                    if not args.no_draw:
+                        target = join_under(out / "images", drawn[name], "annotated image")
+                        draw_triplets(by_name[name], triplets, target, args.max_draw)
+                except Interrupted:  # a second Ctrl-C while drawing: the triplets are done
+                    stop.signal = stop.signal or signal.SIGINT
+                done["images"] += 1
+                done["triplets"] += len(triplets)
+                yield name, triplets
+                if stop.requested:
+                    break
+        except Interrupted:  # a second Ctrl-C: keep what is done all the same
+            pass
+        finally:
+            bar.close()
+        done["stopped"] = stop.requested
+        if not done["images"] and not done["stopped"]:
+            raise InferenceError(f"none of the {len(images)} inputs is a readable image")
+
+    path = write_triplets(
+        out / "triplets.json",
+        results(),
+        predictor.label_space.name,
+        partial=lambda: bool(done["stopped"]),
     )
-    for name, triplets in tqdm(stream, total=len(images), desc="detect", unit="img"):
-        results.append((name, triplets))
-        if not args.no_draw:
-            target = join_under(out / "images", drawn[name], "annotated image")
-            draw_triplets(by_name[name], triplets, target, args.max_draw)
-    if not results:
-        raise InferenceError(f"none of the {len(images)} inputs is a readable image")
-    path = write_triplets(out / "triplets.json", results, predictor.label_space.name)
-    n = sum(len(t) for _, t in results)
-    print(f"wrote {path} ({len(results)} images, {n} triplets)")
+    n, total = done["images"], len(images)
+    if done["stopped"]:
+        print(
+            f"linkhoi detect: stopped by {stop.name} after {n} of {total} images; wrote {path} "
+            f'({n} images, {done["triplets"]} triplets, marked "partial": true)',
+            file=sys.stderr,
+        )
+        return 130
+    print(f"wrote {path} ({n} images, {done['triplets']} triplets)")
     if not args.no_draw:
-        print(f"wrote {len(results)} annotated images under {out / 'images'}")
+        print(f"wrote {n} annotated images under {out / 'images'}")
     dropped = getattr(detector, "dropped", None)  # detectors with classes beyond the space
     if dropped:
         print(

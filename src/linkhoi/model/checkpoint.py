@@ -54,10 +54,13 @@ def model_payload(model: LinkModel, include_backbone: bool | None = None) -> dic
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename (atomic)."""
+    """``torch.save`` to a temporary file in the same folder, then rename (atomic, durable).
+
+    Written through a Python file object, so a full disk is an ``OSError`` that `atomic_path`
+    reports in one line (torch's own writer reports it as an "enforce fail")."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        torch.save(payload, fh)
     return path
 
 

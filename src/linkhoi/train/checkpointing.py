@@ -3,7 +3,8 @@
 A training checkpoint is a model checkpoint (``linkhoi.model.checkpoint.model_payload``, so
 ``load_model`` reads it for inference) plus what resuming needs: optimizer, scheduler, AMP
 scaler, distillation adapters, RNG states, the position in the data (epoch, optimizer step,
-micro-batches consumed in the epoch) and the resolved config. No pickled objects: RNG states
+images consumed in the epoch), the epoch's running loss sums and last log line, and the
+resolved config. No pickled objects: RNG states
 are turned into tensors and lists.
 """
 
@@ -101,7 +102,10 @@ def training_state(trainer: Any) -> dict[str, Any]:
         rng=[rng_state()],  # one state per process; Trainer.save gathers them all
         epoch=trainer.epoch,
         step=trainer.step,
-        batch_in_epoch=trainer.batch_in_epoch,
+        batch_in_epoch=trainer.batch_in_epoch,  # in optim.batch_size units (older readers)
+        images_in_epoch=trainer.images_in_epoch,  # the position resuming uses
+        epoch_stats=trainer.epoch_stats,  # running sums of the epoch's log line
+        epoch_record=trainer.epoch_record or {},  # the last finished epoch's log line
         world_size=trainer.dist.world_size,
         config=trainer.cfg.to_dict(),
     )
@@ -165,7 +169,20 @@ def restore_training_state(trainer: Any, ckpt: dict[str, Any], where: str) -> No
     if ckpt.get("scaler"):
         trainer.scaler.load_state_dict(ckpt["scaler"])
     trainer.epoch, trainer.step = int(ckpt["epoch"]), int(ckpt["step"])
-    trainer.batch_in_epoch = int(ckpt["batch_in_epoch"])
+    if "images_in_epoch" in ckpt:
+        trainer.images_in_epoch = int(ckpt["images_in_epoch"])
+    else:  # written before positions were kept in images
+        saved_bs = int(ckpt["config"].get("optim", {}).get("batch_size", 1))
+        trainer.images_in_epoch = int(ckpt["batch_in_epoch"]) * saved_bs
+    if ckpt.get("epoch_stats"):
+        stats = ckpt["epoch_stats"]
+        trainer.epoch_stats = {
+            "sums": {k: float(v) for k, v in stats["sums"].items()},
+            "steps": int(stats["steps"]),
+            "images": int(stats["images"]),
+            "seconds": float(stats["seconds"]),
+        }
+    trainer.epoch_record = dict(ckpt.get("epoch_record") or {}) or None
     states = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
     rank = trainer.dist.rank
     set_rng_state(states[rank] if rank < len(states) else states[0])

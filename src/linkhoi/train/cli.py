@@ -3,7 +3,8 @@
 CONFIG is a YAML file or the name of a config packaged with linkhoi (``linkhoi train --list``;
 ``linkhoi train --show NAME > my.yaml`` copies one to edit). Stage 1 (teacher):
 ``linkhoi train hico_det_teacher``. Stage 2 (student):
-``linkhoi train hico_det_student --teacher runs/hico_det_teacher/last.pt``.
+``linkhoi train hico_det_student --teacher runs/hico_det_teacher/last.pt``. A folder that
+already holds a run is continued with ``--resume`` or replaced with ``--force``.
 Several GPUs: ``torchrun --nproc_per_node 4 -m linkhoi.cli train CONFIG``.
 """
 
@@ -35,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resume", action="store_true", help="continue from OUT/last.pt (same weights as no stop)"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the run already in the output folder (default: refuse it)",
     )
     parser.add_argument("--out", default=None, help="output folder (sets runtime.out_dir)")
     parser.add_argument(
@@ -77,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             cfg.distill.teachers = list(args.teacher)
         if args.out:
             cfg.runtime.out_dir = args.out
-        trainer = Trainer(cfg, resume=args.resume)
+        trainer = Trainer(cfg, resume=args.resume, force=args.force)
         result = trainer.fit()
     except (
         ConfigError,
@@ -96,12 +102,20 @@ def run(args: argparse.Namespace) -> int:
         warnings.showwarning = shown
         distributed.cleanup()
     if trainer.dist.is_main:
-        stage = "student" if trainer.teachers else "teacher"
-        print(
-            f"{stage} {result['status']} at epoch {result['epoch']}, step {result['step']}; "
-            f"checkpoint {trainer.out_dir / 'last.pt'}"
-        )
+        print(_final_line(trainer, result))
     return 130 if result["status"] == "interrupted" else 0
+
+
+def _final_line(trainer, result: dict) -> str:
+    """``teacher finished at epoch 3/3, step 18; checkpoint ...`` (epochs counted from 1)."""
+    stage = "student" if trainer.teachers else "teacher"
+    epochs, where = trainer.cfg.optim.epochs, trainer.out_dir / "last.pt"
+    if trainer.images_in_epoch:  # stopped inside an epoch
+        at = f"in epoch {result['epoch'] + 1}/{epochs}"
+    else:
+        at = f"{'at' if result['status'] == 'finished' else 'after'} epoch {result['epoch']}/{epochs}"
+    line = f"{stage} {result['status']} {at}, step {result['step']}; checkpoint {where}"
+    return line + ("; continue with --resume" if result["status"] != "finished" else "")
 
 
 def _list_or_show(name: str | None) -> int:

@@ -67,7 +67,7 @@ class FeatureCache:
             "features": features.detach().to("cpu").contiguous(),
             "global": global_.detach().to("cpu").contiguous(),
         }
-        with atomic_path(self._file(image_path)) as tmp:
+        with atomic_path(self._file(image_path), durable=False) as tmp:  # a cache
             save_file(tensors, str(tmp))
 
 

@@ -11,11 +11,8 @@ features of a batch) is ``linkhoi.train.batches.TrainData``; the loss of an opti
 
 from __future__ import annotations
 
-import json
-import os
+import math
 import random
-import signal
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -27,7 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from linkhoi.train import distributed
+from linkhoi.stopping import StopSignals
+from linkhoi.train import distributed, run_folder
 from linkhoi.train.batches import TrainData, collate
 from linkhoi.train.checkpointing import (
     load_training_checkpoint,
@@ -39,6 +37,7 @@ from linkhoi.train.checkpointing import (
 from linkhoi.train.config import ConfigError, TrainConfig, save_config
 from linkhoi.train.distill import Distiller
 from linkhoi.train.step import StepLoss, step_targets
+from linkhoi.train.validation import ValidationStopped, validate
 
 
 class Trainer:
@@ -46,10 +45,15 @@ class Trainer:
 
     Args:
         config: the resolved ``TrainConfig``.
-        resume: continue from ``<out_dir>/last.pt`` (same weights as an uninterrupted run).
+        resume: continue from ``<out_dir>/last.pt`` (same weights as an uninterrupted run); with
+            no checkpoint there, start a new run (with a warning).
+        force: replace the run already in ``out_dir``; without it (or ``resume``) a folder
+            holding ``last.pt`` is refused (`ConfigError`).
+
+    Everything is checked here, before the run folder is created; ``fit`` locks it.
     """
 
-    def __init__(self, config: TrainConfig, resume: bool = False):
+    def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False):
         config.validate()
         from linkhoi import labels
         from linkhoi.model.config import LinkConfig
@@ -59,6 +63,7 @@ class Trainer:
         self.dist = distributed.setup(cfg.runtime.device)
         self.device = self.dist.device
         self.out_dir = Path(cfg.runtime.out_dir)
+        self.resume, self.force = run_folder.start_mode(self.out_dir, resume, force), force
         self.amp = cfg.runtime.amp and self.device.type == "cuda"
         torch.manual_seed(cfg.runtime.seed)
         random.seed(cfg.runtime.seed)
@@ -109,15 +114,38 @@ class Trainer:
             self.optimizer, milestones=list(cfg.optim.lr_drop), gamma=cfg.optim.lr_gamma
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.epoch = self.step = self.batch_in_epoch = 0
-        self._stop_signal: int | None = None
+        self.epoch = self.step = self.images_in_epoch = 0  # images: this process's share
+        self.epoch_stats = _fresh_stats()  # running sums of the epoch (kept in checkpoints)
+        self.epoch_record: dict[str, Any] | None = None  # the last finished epoch's log line
+        self._pending: dict[str, Any] | None = None  # ... when not in log.jsonl yet
+        self._stop: StopSignals | None = None
         self.history: list[dict[str, float]] = []  # per optimizer step (for tests and logs)
         models = [self.model, *self.teachers]
         self.data = TrainData(cfg, self.label_space, self.class_mask, models, self.dist, self.amp)
         self.samples, self.dataset = self.data.samples, self.data.dataset
         self.val_samples, self._groups = self.data.val_samples, self.data.groups
-        if resume:
-            self.load(self.out_dir / "last.pt")
+        self._checkpoint_stat = None
+        if self.resume:
+            self._checkpoint_stat = run_folder.checkpoint_stat(self.out_dir)
+            self.load(self.out_dir / run_folder.CHECKPOINT)
+            if self.epoch_record and self.dist.is_main:
+                done = run_folder.logged_epochs(self.out_dir)
+                if done < int(self.epoch_record["epoch"]):  # killed before its log line
+                    self._pending = dict(self.epoch_record)
+            self._say(
+                f"resuming from epoch {min(self.epoch + 1, cfg.optim.epochs)}/"
+                f"{cfg.optim.epochs}, step {self.step}"
+                + (f" (image {self.images_in_epoch} of the epoch)" if self.images_in_epoch else "")
+            )
+
+    @property
+    def batch_in_epoch(self) -> int:
+        """Micro-batches of ``optim.batch_size`` done in the current epoch."""
+        return math.ceil(self.images_in_epoch / self.cfg.optim.batch_size)
+
+    def _say(self, line: str) -> None:
+        if self.dist.is_main:
+            tqdm.write(line)
 
     # ------------------------------------------------------------------ set-up
     def _load_teachers(self) -> list[nn.Module]:
@@ -173,45 +201,53 @@ class Trainer:
         return self.data.epoch_batches(epoch)
 
     # ------------------------------------------------------------------ training
-    def _handle_signal(self, signum, _frame) -> None:
-        if self._stop_signal is not None:  # a second Ctrl-C: stop now, without a checkpoint
-            raise KeyboardInterrupt
-        self._stop_signal = signum  # checkpoint and stop after the current optimizer step
-
     def fit(self) -> dict[str, Any]:
         """Train until ``optim.epochs`` (or ``runtime.max_steps``, or a stop signal).
 
-        Returns ``{"status": "finished" | "stopped" | "interrupted", "epoch", "step"}``; a
-        checkpoint ``<out_dir>/last.pt`` is written every epoch and whenever the loop stops.
+        Returns ``{"status": "finished" | "stopped" | "interrupted", "epoch", "step"}`` (epoch:
+        the epochs done). ``<out_dir>/last.pt`` is written at every epoch end (before that
+        epoch's validation) and whenever the loop stops; ``log.jsonl`` gets the epoch's line
+        after the checkpoint. SIGINT / SIGTERM stop after the current optimizer step or
+        validation image; a second one stops at once (`linkhoi.stopping.Interrupted`).
         """
         cfg = self.cfg
         main = self.dist.is_main
-        if main:
-            save_config(cfg, self.out_dir / "config.yaml")
-        writer = _summary_writer(self.out_dir / "tensorboard") if main else None
-        # Signal handlers can only be installed from the main thread (not e.g. in a notebook worker).
-        handled = (signal.SIGINT, signal.SIGTERM)
-        in_main = threading.current_thread() is threading.main_thread()
-        previous = {s: signal.signal(s, self._handle_signal) for s in handled} if in_main else {}
+        claim = (
+            run_folder.claim(self.out_dir, self.resume, self.force, self._checkpoint_stat)
+            if main
+            else nullcontext()
+        )
+        second = (
+            f"stopped at once by a second signal; {self.out_dir / 'last.pt'} is the last checkpoint"
+        )
         status = "finished"
-        try:
-            while self.epoch < cfg.optim.epochs:
-                status = self._run_epoch(writer)
-                if status != "running":
-                    break
-                status = "finished"
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            if writer is not None:
-                writer.close()
+        with claim, StopSignals(second) as self._stop:
+            if main:
+                save_config(cfg, self.out_dir / run_folder.CONFIG)
+            writer = _summary_writer(self.out_dir / "tensorboard") if main else None
+            try:
+                if self._pending is not None:  # the last epoch's validation and log line
+                    status = self._finish_epoch(writer, self._pending)
+                while status in ("finished", "running") and self.epoch < cfg.optim.epochs:
+                    status = self._run_epoch(writer)
+                status = "finished" if status == "running" else status
+            finally:
+                if writer is not None:
+                    writer.close()
+                self._stop = None
         return {"status": status, "epoch": self.epoch, "step": self.step}
+
+    def _stop_requested(self) -> bool:
+        return distributed.broadcast_flag(
+            self._stop is not None and self._stop.requested, self.device
+        )
 
     def _run_epoch(self, writer) -> str:
         cfg = self.cfg
-        acc = cfg.optim.accumulate
-        batches = self.epoch_batches(self.epoch)
-        todo = batches[self.batch_in_epoch :]
+        acc, bs = cfg.optim.accumulate, cfg.optim.batch_size
+        order = self.data.epoch_order(self.epoch)
+        # The position is kept in images: a resumed run may use another batch size.
+        todo = [order[i : i + bs] for i in range(self.images_in_epoch, len(order), bs)]
         loader = DataLoader(
             self.dataset,
             batch_sampler=todo,
@@ -220,28 +256,27 @@ class Trainer:
             generator=torch.Generator(),  # keeps the global RNG untouched (exact resume)
         )
         self.ddp.train()
-        sums: dict[str, float] = {}
-        count, images, t0 = 0, 0, time.perf_counter()
+        stats_so_far, t0 = self.epoch_stats["seconds"], time.perf_counter()
         bar = tqdm(
-            loader,
-            total=len(todo),
+            total=len(order),
+            initial=self.images_in_epoch,
+            unit="img",
             desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}",
             disable=not (cfg.runtime.progress and self.dist.is_main),
             dynamic_ncols=True,
         )
-        micro_batches = iter(bar)
-        while self.batch_in_epoch < len(batches):
+        micro_batches, done = iter(loader), 0
+        while done < len(todo):
             # One optimizer step: `acc` micro-batches (the epoch's last group may be shorter).
-            # Groups start at multiples of acc, since resuming happens only at their ends.
-            size = min(acc, len(batches) - self.batch_in_epoch)
+            size = min(acc, len(todo) - done)
             group = [next(micro_batches) for _ in range(size)]
+            done += size
             prepared = [self.data.prepare(items, self.epoch) for items in group]
             normaliser, inputs = step_targets(
                 self.model, prepared, self.class_mask, len(self.label_space.hois)
             )
             stats: dict[str, float] = {}
-            for j, (items, batch, targets) in enumerate(zip(group, prepared, inputs, strict=True)):
-                self.batch_in_epoch += 1
+            for j, (batch, targets) in enumerate(zip(prepared, inputs, strict=True)):
                 last = j == size - 1
                 sync = self.ddp.no_sync() if (self.dist.enabled and not last) else nullcontext()
                 with sync:
@@ -250,21 +285,26 @@ class Trainer:
                     self.scaler.scale(loss).backward()
                 for k, v in part.items():  # each micro-batch's share of the step's values
                     stats[k] = stats.get(k, 0.0) + v
-                images += len(items)
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
+            images = sum(len(items) for items in group)
+            self.images_in_epoch += images
             self._optimizer_step()
-            rate = images * self.dist.world_size / max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{rate:.1f}")
+            ep = self.epoch_stats
+            for k, v in stats.items():
+                ep["sums"][k] = ep["sums"].get(k, 0.0) + v
+            ep["steps"] += 1
+            ep["images"] += images
+            ep["seconds"] = stats_so_far + time.perf_counter() - t0
+            bar.update(images)
+            bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{_rate(ep, self.dist):.1f}")
             self.history.append(dict(stats))
             if writer is not None:
                 for k, v in stats.items():
                     writer.add_scalar(f"train/{k}", v, self.step)
                 writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
             stop = bool(cfg.runtime.max_steps and self.step >= cfg.runtime.max_steps)
-            signalled = distributed.broadcast_flag(self._stop_signal is not None, self.device)
-            if (stop or signalled) and self.batch_in_epoch < len(batches):
+            signalled = self._stop_requested()
+            if (stop or signalled) and done < len(todo):
+                bar.close()
                 self.save()
                 return "interrupted" if signalled else "stopped"
             if stop or signalled:
@@ -272,24 +312,38 @@ class Trainer:
         bar.close()
         self.scheduler.step()
         self.epoch += 1
-        self.batch_in_epoch = 0
-        record = {k: v / max(count, 1) for k, v in sums.items()}
+        self.images_in_epoch = 0
+        ep, self.epoch_stats = self.epoch_stats, _fresh_stats()
+        record = {k: v / max(ep["steps"], 1) for k, v in ep["sums"].items()}
         record.update(epoch=self.epoch, step=self.step, lr=self.optimizer.param_groups[0]["lr"])
-        record["images_per_s"] = images * self.dist.world_size / max(time.perf_counter() - t0, 1e-9)
-        if self.val_samples is not None and self.epoch % max(cfg.runtime.eval_every, 1) == 0:
-            record["eval"] = self.evaluate()
+        record.update(images_per_s=_rate(ep, self.dist), seconds=ep["seconds"])
+        self.epoch_record = record
+        self.save()  # before validating: a stop or a kill there loses no training
+        return self._finish_epoch(writer, dict(record))
+
+    def _finish_epoch(self, writer, record: dict[str, Any]) -> str:
+        """Validate the finished epoch (when due), then log it: ``log.jsonl``, TensorBoard and
+        one summary line. Returns the loop's status."""
+        cfg = self.cfg
+        self._pending = None
+        if self.val_samples is not None and record["epoch"] % max(cfg.runtime.eval_every, 1) == 0:
+            try:
+                record["eval"] = self.evaluate()
+            except ValidationStopped:
+                self._say(f"validation of epoch {record['epoch']} stopped; --resume runs it again")
+                return "interrupted"
         if self.dist.is_main:
-            _append_jsonl(self.out_dir / "log.jsonl", record)
+            run_folder.append_log(self.out_dir, record)
+            self._say(run_folder.epoch_summary(record, cfg.optim.epochs))
             if writer is not None and isinstance(record.get("eval"), dict):
                 for k, v in record["eval"].get("map", {}).items():
-                    writer.add_scalar(f"eval/map_{k}", v, self.epoch)
-        self.save()
+                    writer.add_scalar(f"eval/map_{k}", v, record["epoch"])
         if self.epoch >= cfg.optim.epochs:
             return "running"  # the loop ends: finished
-        if self._stop_signal is not None or (
-            cfg.runtime.max_steps and self.step >= cfg.runtime.max_steps
-        ):
-            return "interrupted" if self._stop_signal is not None else "stopped"
+        if self._stop_requested():
+            return "interrupted"
+        if cfg.runtime.max_steps and self.step >= cfg.runtime.max_steps:
+            return "stopped"
         return "running"
 
     def _optimizer_step(self) -> None:
@@ -304,35 +358,10 @@ class Trainer:
         self.step += 1
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def evaluate(self) -> dict[str, Any] | None:
-        """Per-epoch HICO-DET-protocol evaluation on ``data.val`` (results gathered to rank 0)."""
-        from linkhoi.eval.hico import SPLITS, HICOEvaluator
-        from linkhoi.model.link import to_triplets
-
-        self.model.eval()
-        results = []
-        for name, det, feats in tqdm(
-            self.data.val_items(),
-            total=self.data.num_val_items(),
-            desc="eval",
-            disable=not (self.cfg.runtime.progress and self.dist.is_main),
-        ):
-            with torch.autocast("cuda", enabled=self.amp):
-                out = self.model(None, [det], features=feats)[0]
-            results.append((name, to_triplets(out, self.label_space, self.model.config.top_k)))
-        self.model.train()
-        gathered = distributed.gather_objects(results)
-        if gathered is None:
-            return None
-        zero_shot = self.cfg.data.zero_shot
-        split = zero_shot if zero_shot in SPLITS else "full"
-        evaluator = HICOEvaluator(self.val_samples, self.label_space, split=split)
-        for part in gathered:
-            for name, triplets in part:
-                evaluator.process(name, triplets)
-        summary = evaluator.evaluate().summary
-        return {k: v for k, v in summary.items() if k != "per_class_ap"}  # log.jsonl stays short
+        """Per-epoch HICO-DET-protocol evaluation on ``data.val`` (results gathered to rank 0);
+        inside ``fit`` a stop signal ends it between two images (`ValidationStopped`)."""
+        return validate(self, self._stop_requested if self._stop is not None else None)
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
@@ -358,16 +387,16 @@ def classifier_weight(model: nn.Module) -> torch.Tensor:
     return model.text
 
 
+def _fresh_stats() -> dict[str, Any]:
+    return {"sums": {}, "steps": 0, "images": 0, "seconds": 0.0}
+
+
+def _rate(stats: dict[str, Any], dist) -> float:
+    """Images per second over all processes."""
+    return stats["images"] * dist.world_size / max(stats["seconds"], 1e-9)
+
+
 def _summary_writer(log_dir: Path):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(log_dir=str(log_dir))
-
-
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line; flushed and fsynced so a killed run keeps whole lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(record, default=float) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
