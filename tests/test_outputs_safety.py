@@ -159,7 +159,7 @@ def test_item08_eval_writes_its_files_as_one_set(tmp_path: Path, monkeypatch, ca
     ann, pred = _eval_files(tmp_path)
     out = tmp_path / "res" / "OUT.json"
     assert evaluate(ann, pred, out) == 0
-    first = out.read_text(), (out.parent / "per_class_ap.csv").read_text()
+    first = out.read_text(), (out.parent / "OUT.per_class_ap.csv").read_text()
     capsys.readouterr()
 
     def failing_csv(path, *args):
@@ -167,8 +167,8 @@ def test_item08_eval_writes_its_files_as_one_set(tmp_path: Path, monkeypatch, ca
 
     monkeypatch.setattr(report, "write_per_class_csv", failing_csv)
     assert evaluate(ann, pred, out) == 1
-    assert (out.read_text(), (out.parent / "per_class_ap.csv").read_text()) == first
-    assert sorted(p.name for p in out.parent.iterdir()) == ["OUT.json", "per_class_ap.csv"]
+    assert (out.read_text(), (out.parent / "OUT.per_class_ap.csv").read_text()) == first
+    assert sorted(p.name for p in out.parent.iterdir()) == ["OUT.json", "OUT.per_class_ap.csv"]
     monkeypatch.undo()
     # Another run holding the folder: eval waits for it instead of mixing files with it.
     held = threading.Event()
@@ -216,7 +216,7 @@ def test_item14_full_disk_detect_and_eval_one_line(
     assert evaluate(ann, pred, res) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("linkhoi")]
     assert len(err) == 1 and "no space left" in err[0]
-    assert f"{str(res.parent / 'per_class_ap.csv')!r}" in err[0]  # the target, not a temporary
+    assert repr(str(res.parent / "OUT.per_class_ap.csv")) in err[0]  # the target, not a temporary
     assert not res.exists() and not list(res.parent.glob("*.tmp"))
 
 

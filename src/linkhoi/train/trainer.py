@@ -124,13 +124,13 @@ class Trainer:
         self.data = TrainData(cfg, self.label_space, self.class_mask, models, self.dist, self.amp)
         self.samples, self.dataset = self.data.samples, self.data.dataset
         self.val_samples, self._groups = self.data.val_samples, self.data.groups
-        self._checkpoint_stat = None
+        self._checkpoint_stat = run_folder.checkpoint_stat(self.out_dir) if self.resume else None
         if self.resume:
-            self._checkpoint_stat = run_folder.checkpoint_stat(self.out_dir)
             self.load(self.out_dir / run_folder.CHECKPOINT)
-            if self.epoch_record and self.dist.is_main:
-                done = run_folder.logged_epochs(self.out_dir)
-                if done < int(self.epoch_record["epoch"]):  # killed before its log line
+            if self.epoch_record:  # killed before its log line? rank 0 reads the log
+                logged = run_folder.logged_epochs(self.out_dir) if self.dist.is_main else 0
+                missing = self.dist.is_main and logged < int(self.epoch_record["epoch"])
+                if distributed.broadcast_flag(missing, self.device):  # every rank validates
                     self._pending = dict(self.epoch_record)
             self._say(
                 f"resuming from epoch {min(self.epoch + 1, cfg.optim.epochs)}/"
@@ -144,8 +144,7 @@ class Trainer:
         return math.ceil(self.images_in_epoch / self.cfg.optim.batch_size)
 
     def _say(self, line: str) -> None:
-        if self.dist.is_main:
-            tqdm.write(line)
+        _ = self.dist.is_main and tqdm.write(line)
 
     # ------------------------------------------------------------------ set-up
     def _load_teachers(self) -> list[nn.Module]:
