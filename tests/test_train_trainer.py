@@ -269,6 +269,21 @@ def test_zero_shot_rows_keep_clip_init(world, tmp_path: Path) -> None:
     assert not torch.equal(text[seen], init[seen])
 
 
+def test_text_lr_scale_freezes_or_slows_the_classifier_rows(world, tmp_path: Path) -> None:
+    frozen = Trainer(
+        make_config(world, tmp_path / "a", "optim.text_lr_scale=0", "runtime.max_steps=3")
+    )
+    text = frozen.model.text
+    assert not text.requires_grad
+    assert all(p is not text for g in frozen.optimizer.param_groups for p in g["params"])
+    frozen.fit()
+    assert torch.equal(frozen.model.text.detach(), frozen.model.text_init)  # every row: the prompt
+    slow = Trainer(make_config(world, tmp_path / "b", "optim.text_lr_scale=0.25", "optim.lr=4e-4"))
+    groups = slow.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [pytest.approx(4e-4), pytest.approx(1e-4)]
+    assert groups[1]["params"] == [slow.model.text]
+
+
 def test_per_epoch_evaluation_logged(world, tmp_path: Path) -> None:
     cfg = make_config(
         world, tmp_path, f"data.val={{path: {world.test}}}", f"data.val_image_root={world.images}",

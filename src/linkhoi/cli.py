@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("linkhoi.infer.cli", "detect HOIs on your own images"),
     "demo": ("linkhoi.demo", "train and evaluate LINK on a synthetic HOI world (CPU)"),
     "convert-preds": ("linkhoi.eval.convert_cli", "official-format predictions to a triplet file"),
+    "pretrain-vlm": (
+        "linkhoi.synthetic.pretrain_cli",
+        "pretrain the synthetic world's tiny CLIP on its caption corpus",
+    ),
     "convert-clip": ("linkhoi.model.cli", "convert an OpenAI CLIP archive to safetensors"),
     "convert-detr": (
         "linkhoi.detections.detr_convert",

@@ -1,9 +1,12 @@
-"""``linkhoi demo``: LINK end to end on the synthetic HOI world, on a CPU, without downloads.
+"""``linkhoi demo``: LINK end to end on the synthetic HOI world, on a CPU, without downloads,
+with a VLM that knows something and one that knows nothing, side by side.
 
-Stages: (1) generate the world into a cache folder, (2) build the tiny CLIP with random
-weights and save it as a real weights file, (3) train a teacher, (4) train a student distilled
-from it (progressive learning), (5) evaluate both with the HICO-DET protocol on ground-truth
-boxes and two simulated detectors, against a chance level, and write the report folder.
+Stages: (1) generate the world into a cache folder; (2) the two VLMs: the tiny CLIP pretrained
+on the world's caption corpus (shipped in the package, see ``linkhoi pretrain-vlm``) and the
+same architecture with random weights; for each VLM (3) train a teacher and (4) a student
+distilled from it (progressive learning); (5) evaluate everything with the HICO-DET protocol on
+ground-truth boxes and two simulated detectors, against a chance level, the zero-shot subsets
+and an open-vocabulary verb; (6) write the report folder.
 """
 
 from __future__ import annotations
@@ -17,23 +20,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from linkhoi.data.synthetic import WorldPaths, default_holdout, generate_world
 from linkhoi.io import atomic_write_text
 
 SPARSITY = 0.3  # fraction of positive training pairs left unannotated
-WORLD_VERSION = 1  # bump when the generator's output changes: cached worlds are regenerated
+WORLD_VERSION = 2  # bump when the generator's output changes: cached worlds are regenerated
+VLMS = ("pretrained", "random")
+OPEN_VERB = "point at"  # drawn and captioned, in no HOI label space
 SETTINGS = {
-    # images, epochs; the default run takes a few minutes on 2 CPU cores, --quick under a minute.
-    # The rest comes from the packaged configs linkhoi/configs/synthetic_{teacher,student}.yaml
-    # (batch size 8 there; --quick's 40-image world gets batch 4 for twice the steps).
-    "default": {"num_train": 300, "num_test": 80, "teacher_epochs": 20, "student_epochs": 12},
+    # images, epochs; the rest comes from the packaged configs synthetic_{teacher,student}.yaml
+    # (batch size 8 there; --quick's small world gets batch 4 for twice the steps).
+    "default": {"num_train": 300, "num_test": 80, "teacher_epochs": 16, "student_epochs": 10},
     "quick": {
-        "num_train": 40,
-        "num_test": 24,
-        "teacher_epochs": 16,
-        "student_epochs": 6,
+        "num_train": 48,
+        "num_test": 32,
+        "teacher_epochs": 10,
+        "student_epochs": 5,
         "batch_size": 4,
     },
 }
@@ -50,7 +52,7 @@ def cache_root() -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="a smaller run (about a minute)")
     parser.add_argument(
         "--out", default="linkhoi-demo", help="report folder (default: %(default)s)"
     )
@@ -59,59 +61,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _world(mode: str, seed: int, progress: bool) -> WorldPaths:
-    s = SETTINGS[mode]
-    root = cache_root() / "demo" / f"world-v{WORLD_VERSION}-{mode}-seed{seed}"
-    params = {
-        "num_train": s["num_train"],
-        "num_test": s["num_test"],
-        "seed": seed,
-        "version": WORLD_VERSION,
-    }
-    marker = root / "world.json"
-    if _read_marker(marker) != params:  # missing, another world, or unreadable: regenerate
-        if root.exists():
-            shutil.rmtree(root)
-        generate_world(
-            root,
-            num_train=s["num_train"],
-            num_test=s["num_test"],
-            seed=seed,
-            sparsity=SPARSITY,
-            progress=progress,
-        )
-        atomic_write_text(marker, json.dumps(params))  # a kill never leaves half a marker
+def world_paths(root: Path) -> WorldPaths:
     return WorldPaths(
         root, root / "train.json", root / "test.json", root / "images", "synthetic",
+        root / "test_open_vocabulary.json",
         {k: root / f"detections_{k}.json" for k in ("good", "noisy")},
         {k: root / f"train_detections_{k}.json" for k in ("good", "noisy")},
     )  # fmt: skip
 
 
-def _read_marker(marker: Path) -> Any:
-    """The parameters a cached world was made with; None when missing or unreadable."""
+def _world(mode: str, seed: int, progress: bool) -> WorldPaths:
+    """The cached world of this mode and seed; (re)generated when its marker is missing,
+    unreadable or from other settings (the marker is written last, atomically)."""
+    s = SETTINGS[mode]
+    root = cache_root() / "demo" / f"world-v{WORLD_VERSION}-{mode}-seed{seed}"
+    params = {"num_train": s["num_train"], "num_test": s["num_test"], "seed": seed,
+              "version": WORLD_VERSION}  # fmt: skip
+    marker = root / "world.json"
     try:
-        return json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # ValueError: truncated json or bad bytes
-        return None
+        current = json.loads(marker.read_text()) if marker.is_file() else None
+    except (OSError, ValueError):
+        current = None  # a truncated marker: regenerate
+    if current != params:
+        if root.exists():
+            shutil.rmtree(root)
+        generate_world(root, num_train=s["num_train"], num_test=s["num_test"], seed=seed,
+                       sparsity=SPARSITY, progress=progress)  # fmt: skip
+        atomic_write_text(marker, json.dumps(params))
+    return world_paths(root)
 
 
-def _tiny_clip() -> tuple[Path, str]:
-    """The tiny CLIP with its seeded random weights, saved once as a safetensors file."""
-    from linkhoi.model.backbone import load_clip
-    from linkhoi.model.clip_loading import atomic_save_safetensors, file_sha256
+def _vlms() -> dict[str, dict[str, Any]]:
+    """The two VLMs as (backbone spec, weights file, sha256): the shipped pretrained tiny CLIP
+    and the same config with seeded random weights (saved once to the cache)."""
+    from linkhoi.model.clip_loading import file_sha256
+    from linkhoi.synthetic.pretrain import export
+    from linkhoi.synthetic.vlm import build_model, shipped_paths
 
-    path = cache_root() / "demo" / "clip-tiny-random.safetensors"
-    if not path.is_file():
-        model, info = load_clip("tiny", None, device="cpu")
-        atomic_save_safetensors(model.state_dict(), path, {"name": "tiny", "init": "random seed 0"})
-    return path, file_sha256(path)
+    weights, config, _ = shipped_paths()
+    if not weights.is_file():
+        raise DemoError(f"the shipped VLM is missing: {weights} (reinstall linkhoi)")
+    random_weights = cache_root() / "demo" / "synthetic-clip-random-seed0.safetensors"
+    if not random_weights.is_file():
+        random_weights.parent.mkdir(parents=True, exist_ok=True)
+        export(build_model(seed=0), random_weights, random_weights.with_suffix(".json"))
+    return {
+        name: {"spec": f"open_clip:{config}", "weights": w, "sha256": file_sha256(w)}
+        for name, w in (("pretrained", weights), ("random", random_weights))
+    }
 
 
 def _train_config(
-    stage: str, world: Any, out: Path, clip: Path, epochs: int, args: Any, teacher: Path | None
-):
-    """The packaged ``synthetic_{stage}`` config, pointed at this world, clip and run folder."""
+    stage: str,
+    world: WorldPaths,
+    run_dir: Path,
+    vlm: dict[str, Any],
+    epochs: int,
+    args: Any,
+    teacher: Path | None,
+) -> Any:
+    """The packaged ``synthetic_{stage}`` config, pointed at this world, VLM and run folder."""
     from linkhoi.train.config import load_config
 
     cfg = load_config(f"synthetic_{stage}")  # packaged with linkhoi (importlib.resources)
@@ -122,19 +131,16 @@ def _train_config(
     cfg.optim.epochs, cfg.optim.lr_drop = epochs, [max(1, (3 * epochs) // 4)]
     cfg.optim.batch_size = mode.get("batch_size", cfg.optim.batch_size)
     cfg.distill.teachers = [str(teacher)] if teacher is not None else []
+    cfg.model["backbone"] = vlm["spec"]
     r = cfg.runtime
-    r.out_dir, r.seed, r.device, r.clip_weights = (
-        str(out / "runs" / stage),
-        args.seed,
-        args.device,
-        str(clip),
-    )
+    r.out_dir, r.seed, r.device = str(run_dir), args.seed, args.device
+    r.clip_weights = str(vlm["weights"])
     r.progress, r.max_steps = not args.no_progress, 0
     return cfg
 
 
 def _train(cfg: Any, dest: Path) -> dict[str, Any]:
-    """Fit, then save the model (plus its config) as a linkhoi checkpoint at ``dest``."""
+    """Fit, then save the model (backbone included: the checkpoint stands alone) at ``dest``."""
     from linkhoi.model.checkpoint import model_payload, save_checkpoint
     from linkhoi.train.trainer import Trainer
 
@@ -142,18 +148,18 @@ def _train(cfg: Any, dest: Path) -> dict[str, Any]:
     status = trainer.fit()
     if status["status"] != "finished":
         raise DemoError(f"training stopped early: {status}")
-    payload = dict(model_payload(trainer.model))
+    payload = dict(model_payload(trainer.model, include_backbone=True))
     payload.update(config=cfg.to_dict(), epoch=trainer.epoch, step=trainer.step)
     save_checkpoint(dest, payload)
     return {"loss": trainer.history[-1]["loss"] if trainer.history else float("nan"), **status}
 
 
-def _copy_data(world: Any, out: Path) -> None:
+def _copy_data(world: WorldPaths, out: Path) -> None:
     data = out / "data"
     (data / "images").mkdir(parents=True, exist_ok=True)
     for img in sorted(world.images.glob("test_*.png")):
         shutil.copy2(img, data / "images" / img.name)
-    for f in (world.test, *world.detections.values()):
+    for f in (world.test, world.open_vocabulary, *world.detections.values()):
         shutil.copy2(f, data / f.name)
 
 
@@ -172,10 +178,8 @@ def _run(args: argparse.Namespace) -> int:
     from linkhoi import demo_report as rep
     from linkhoi import labels
     from linkhoi.data import read_generic
-    from linkhoi.detections import FileDetections, GroundTruthDetections
     from linkhoi.devices import resolve_device
     from linkhoi.io import check_output_dir
-    from linkhoi.model.checkpoint import load_model
 
     mode = "quick" if args.quick else "default"
     s = SETTINGS[mode]
@@ -189,66 +193,68 @@ def _run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise DemoError(f"--seed {args.seed}: must be >= 0")
     out.mkdir(parents=True, exist_ok=True)
+    import torch  # here, not at the top: `linkhoi demo --help` stays light
+
     torch.manual_seed(args.seed)
     times: dict[str, float] = {}
     t_all = t = time.perf_counter()
-    print(f"[1/5] synthetic world ({mode}: {s['num_train']} train / {s['num_test']} test images)")
+    print(f"[1/6] synthetic world ({mode}: {s['num_train']} train / {s['num_test']} test images)")
     world = _world(mode, args.seed, progress)
     times["world"] = time.perf_counter() - t
     t = time.perf_counter()
-    print("[2/5] tiny CLIP with random weights")
-    clip, clip_sha = _tiny_clip()
-    times["clip"] = time.perf_counter() - t
+    print("[2/6] VLMs: the shipped pretrained tiny CLIP, and the same with random weights")
+    vlms = _vlms()
+    times["vlms"] = time.perf_counter() - t
+    for k, (stage, epochs) in enumerate(
+        (("teacher", s["teacher_epochs"]), ("student", s["student_epochs"]))
+    ):
+        t = time.perf_counter()
+        what = (
+            "teacher (ground truth only)"
+            if stage == "teacher"
+            else "student (ground truth + the teacher's dense supervision)"
+        )
+        print(f"[{3 + k}/6] {what}: {epochs} epochs, once per VLM")
+        for name, vlm in vlms.items():
+            teacher = out / f"{name}_teacher.pt" if stage == "student" else None
+            cfg = _train_config(
+                stage, world, out / "runs" / f"{name}_{stage}", vlm, epochs, args, teacher
+            )
+            _train(cfg, out / f"{name}_{stage}.pt")
+        times[stage] = time.perf_counter() - t
     t = time.perf_counter()
-    print(f"[3/5] teacher: {s['teacher_epochs']} epochs")
-    cfg = _train_config("teacher", world, out, clip, s["teacher_epochs"], args, None)
-    _train(cfg, out / "teacher.pt")
-    times["teacher"] = time.perf_counter() - t
-    t = time.perf_counter()
-    print(f"[4/5] student distilled from the teacher: {s['student_epochs']} epochs")
-    cfg = _train_config("student", world, out, clip, s["student_epochs"], args, out / "teacher.pt")
-    _train(cfg, out / "student.pt")
-    times["student"] = time.perf_counter() - t
-    t = time.perf_counter()
-    print("[5/5] evaluation (HICO-DET protocol) and report")
+    print("[5/6] evaluation: HICO-DET protocol, zero-shot subsets, open vocabulary")
     space = labels.load("synthetic")
     samples = read_generic(world.test)
-    sources = {"gt": GroundTruthDetections(samples)}
-    sources.update({k: FileDetections(p, space) for k, p in world.detections.items()})
     device = None if args.device == "auto" else args.device
-    metrics: dict[str, Any] = {"teacher": {}, "student": {}, "chance": {}}
-    per_class: dict[str, dict[str, float]] = {}
-    teacher_gt_preds = None
-    for name in ("teacher", "student"):
-        model = load_model(out / f"{name}.pt", device=device)  # also proves the files load
-        for src, source in sources.items():
-            preds = rep.predict(model, samples, source, space, f"{name}/{src}", progress)
-            m = rep.evaluate(samples, space, [(n, tr) for n, _, tr in preds])
-            metrics[name][src] = rep.strip(m)
-            if src == "gt":
-                per_class[name] = m["per_class_ap"]
-            if name == "teacher":
-                chance = rep.chance_triplets(preds, space, args.seed, model.config.top_k)
-                metrics["chance"][src] = rep.strip(rep.evaluate(samples, space, chance))
-                teacher_gt_preds = preds if src == "gt" else teacher_gt_preds
-    rep.bar_chart(per_class, space, out / "per_class_ap.png")
-    (out / "predictions").mkdir(exist_ok=True)
-    for name, _, triplets in teacher_gt_preds[:4]:
-        rep.draw_predictions(world.images / name, triplets, out / "predictions" / name)
-    _copy_data(world, out)
+    metrics, per_class, examples = rep.evaluate_all(
+        out, world, samples, space, vlms, device, args.seed, progress
+    )
+    metrics["open_vocabulary"] = rep.open_vocabulary(
+        out, world, samples, OPEN_VERB, device, progress
+    )
     times["evaluate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    print("[6/6] report")
+    rep.bar_chart(per_class, space, out / "per_class_ap.png")
+    rep.draw_examples(world, examples, out / "predictions")
+    _copy_data(world, out)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    times["report"] = time.perf_counter() - t
     info = {**s, "seed": args.seed, "sparsity": SPARSITY, "holdout": ", ".join(f"{v} {o}" for v, o in default_holdout()),
-            "clip_weights": str(clip), "clip_sha": clip_sha, "times": {k: round(v, 1) for k, v in times.items()},
-            "total_time": time.perf_counter() - t_all, "num_classes": len(space.hois),
-            "device": str(next(model.parameters()).device)}  # fmt: skip
-    rep.write_report(out, metrics, info)
+            "vlms": {k: {"weights": str(v["weights"]), "sha256": v["sha256"]} for k, v in vlms.items()},
+            "times": {k: round(v, 1) for k, v in times.items()}, "total_time": time.perf_counter() - t_all,
+            "num_classes": len(space.hois), "open_verb": OPEN_VERB,
+            "device": str(resolve_device(device))}  # fmt: skip
+    from linkhoi.demo_text import table, write_report
+
+    write_report(out, metrics, info)
     print(
         "\nmAP (%), HICO-DET protocol on the synthetic test set (a sanity check, not a HICO-DET result):"
     )
-    print(rep.table(metrics))
+    print(table(metrics))
     print(f"\nreport: {out / 'report.md'}  ({info['total_time']:.0f} s)")
     return 0
 
 
-__all__ = ["SETTINGS", "DemoError", "add_arguments", "run"]
+__all__ = ["SETTINGS", "DemoError", "add_arguments", "run", "world_paths"]

@@ -1,6 +1,7 @@
-"""Evaluation and report writing of ``linkhoi demo``: predictions per box source, the
-HICO-DET-protocol metrics, the chance level, a per-class AP chart, drawn predictions and
-report.md. Everything reported is computed here, in the run."""
+"""Evaluation of ``linkhoi demo``: predictions per VLM, model and box source, the HICO-DET
+protocol metrics with the zero-shot subsets, the chance level, the VLMs' own image-level
+knowledge, the open-vocabulary verb, a per-class AP chart and drawn examples. Everything
+reported is computed here, in the run."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from linkhoi.io import atomic_path, atomic_write_text
+from linkhoi.io import atomic_path
 
-METRIC_KEYS = ("full", "rare", "non_rare", "seen", "unseen")
+SUBSETS = ("full", "rare", "non_rare", "seen", "unseen", "unseen_composition", "unseen_object",
+           "unseen_verb")  # fmt: skip
+SOURCES = ("gt", "good", "noisy")
+STAGES = ("teacher", "student")
 
 
 @torch.no_grad()
@@ -74,12 +78,9 @@ def chance_triplets(
 def evaluate(
     samples: Sequence[Any], label_space: Any, triplets: Sequence[tuple[str, list[dict]]]
 ) -> dict[str, Any]:
-    """HICO-DET protocol (official rules) on the synthetic test set.
-
-    Returns ``{"full", "rare", "non_rare", "seen", "unseen"}`` (fractions; seen / unseen are the
-    mean per-class AP over the label space's ``unseen`` subset and its complement) and
-    ``per_class_ap`` (HOI id -> AP).
-    """
+    """HICO-DET protocol (official rules) on the synthetic test set: ``SUBSETS`` as fractions
+    (``full`` / ``rare`` / ``non_rare`` from the evaluator, the others the mean per-class AP over
+    the label space's subset of that name) and ``per_class_ap`` (HOI id -> AP)."""
     from linkhoi.eval.hico import HICOEvaluator
 
     ev = HICOEvaluator(samples, label_space, split="full", source="test.json")
@@ -87,22 +88,137 @@ def evaluate(
         ev.process(name, dets)
     summary = ev.evaluate().summary
     ap = np.array([summary["per_class_ap"][str(h.id)] for h in label_space.hois])
-    unseen = label_space.subset_mask("unseen")
     res = {k: float(summary["map"][k]) for k in ("full", "rare", "non_rare")}
-    res["seen"] = float(ap[~unseen].mean()) if (~unseen).any() else 0.0
-    res["unseen"] = float(ap[unseen].mean()) if unseen.any() else 0.0
+    unseen = label_space.subset_mask("unseen")
+    res["seen"] = float(ap[~unseen].mean())
+    for sub in SUBSETS[4:]:
+        res[sub] = float(ap[label_space.subset_mask(sub)].mean())
     res["per_class_ap"] = summary["per_class_ap"]
     return res
 
 
-def strip(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The metrics.json shape: the five means only."""
-    return {k: metrics[k] for k in METRIC_KEYS}
+def strip(metrics: dict[str, Any]) -> dict[str, float]:
+    """The metrics.json shape: the subset means only."""
+    return {k: metrics[k] for k in SUBSETS}
+
+
+def vlm_knowledge(vlms: dict[str, dict[str, Any]], num_images: int, seed: int) -> dict[str, Any]:
+    """Each VLM's image-level mAP of the class prompts on ``num_images`` held-out caption-corpus
+    scenes (the corpus's validation seeds, never HOI images)."""
+    from safetensors.torch import load_file
+
+    from linkhoi.synthetic.corpus import VAL_CODE, build_chunk
+    from linkhoi.synthetic.vlm import build_model, image_map
+
+    val = build_chunk(seed, VAL_CODE, 0, num_images, crops=False)
+    labels = [[tuple(c) for c in cl] for cl in val["classes"]]
+    out = {}
+    for name, vlm in vlms.items():
+        model = build_model()
+        model.load_state_dict({k: v.float() for k, v in load_file(str(vlm["weights"])).items()})
+        out[name] = {"image_map": image_map(model, val["images"], labels)["map"]}
+    return out
+
+
+def evaluate_all(
+    out: Path,
+    world: Any,
+    samples: Sequence[Any],
+    space: Any,
+    vlms: dict[str, dict[str, Any]],
+    device: str | None,
+    seed: int,
+    progress: bool,
+) -> tuple[dict[str, Any], dict[str, dict[str, float]], list]:
+    """Every VLM x stage x box source; the chance level on the pretrained teacher's candidate
+    pairs. Returns (metrics, per-class AP on gt boxes per model, examples to draw)."""
+    from linkhoi.detections import FileDetections, GroundTruthDetections
+    from linkhoi.model.checkpoint import load_model
+
+    sources = {"gt": GroundTruthDetections(samples)}
+    sources.update({k: FileDetections(p, space) for k, p in world.detections.items()})
+    metrics: dict[str, Any] = {"chance": {}, "vlm": vlm_knowledge(vlms, 128, seed)}
+    per_class: dict[str, dict[str, float]] = {}
+    examples: list = []
+    for name in vlms:
+        metrics[name] = {}
+        for stage in STAGES:
+            model = load_model(out / f"{name}_{stage}.pt", device=device)  # proves the file loads
+            metrics[name][stage] = {}
+            for src in SOURCES:
+                preds = predict(
+                    model, samples, sources[src], space, f"{name} {stage}/{src}", progress
+                )
+                m = evaluate(samples, space, [(n, tr) for n, _, tr in preds])
+                metrics[name][stage][src] = strip(m)
+                if src == "gt":
+                    per_class[f"{name} {stage}"] = m["per_class_ap"]
+                    if name == "pretrained" and stage == "student":
+                        examples = [(n, tr) for n, _, tr in preds[:4]]
+                if name == "pretrained" and stage == "teacher":
+                    chance = chance_triplets(preds, space, seed, model.config.top_k)
+                    metrics["chance"][src] = strip(evaluate(samples, space, chance))
+    return metrics, per_class, examples
+
+
+def verb_ap(predictions: dict[str, list[dict]], truth: dict[str, list[tuple[list, list]]]) -> float:
+    """11-point AP (the HICO-DET rule) of one verb over all images: ``predictions`` per image
+    the triplets of that verb (any object), ``truth`` per image the (human box, object box)
+    pairs. A prediction is a hit when both boxes overlap an unmatched true pair at IoU >= 0.5."""
+    from torchvision.ops import box_iou
+
+    from linkhoi.eval.ap import MATLAB_11_POINTS, ap_11_point, precision_recall, stable_descending
+
+    npos = sum(len(v) for v in truth.values())
+    rows = [(t["score"], name, t) for name, ts in predictions.items() for t in ts]
+    order = stable_descending(np.array([r[0] for r in rows], dtype=float))
+    used = {name: np.zeros(len(v), bool) for name, v in truth.items()}
+    tp = np.zeros(len(rows), bool)
+    for rank, i in enumerate(order):
+        _, name, t = rows[i]
+        pairs = truth.get(name, [])
+        if not pairs or t.get("object_box") is None:
+            continue
+        h = box_iou(torch.tensor([t["human_box"]]), torch.tensor([p[0] for p in pairs]))[0]
+        o = box_iou(torch.tensor([t["object_box"]]), torch.tensor([p[1] for p in pairs]))[0]
+        ok = (torch.minimum(h, o) >= 0.5).numpy() & ~used[name]
+        if ok.any():
+            j = int(np.argmax(np.where(ok, torch.minimum(h, o).numpy(), -1)))
+            used[name][j] = tp[rank] = True
+    rec, prec = precision_recall(tp, npos)
+    return ap_11_point(rec, prec, MATLAB_11_POINTS)
+
+
+def open_vocabulary(
+    out: Path, world: Any, samples: Sequence[Any], verb: str, device: str | None, progress: bool
+) -> dict[str, Any]:
+    """Each student, its classifier replaced by the text embedding of ``verb`` (a verb of no
+    label space), on ground-truth boxes: AP against the world's own truth for that verb."""
+    from linkhoi.data import load_image
+    from linkhoi.detections import GroundTruthDetections
+    from linkhoi.infer.predictor import Predictor
+
+    pairs = json.loads(Path(world.open_vocabulary).read_text())["pairs"]
+    by_name = {s.file_name: s for s in samples}
+    truth = {}
+    for name, hj in pairs.items():
+        boxes = np.asarray(by_name[name].boxes, dtype=float).tolist()
+        truth[name] = [(boxes[h], boxes[j]) for h, j in hj]
+    gt = GroundTruthDetections(samples)
+    result: dict[str, Any] = {"verb": verb}
+    for vlm in ("pretrained", "random"):
+        pred = Predictor.from_checkpoint(out / f"{vlm}_student.pt", device=device, verbs=[verb])
+        found = {}
+        for s in tqdm(samples, desc=f"{vlm} open vocabulary", disable=not progress, leave=False):
+            image = load_image(s.image_path)
+            found[s.file_name] = pred(image, detections=gt.detect(s.file_name, image))
+        result[vlm] = verb_ap(found, truth)
+    return result
 
 
 def bar_chart(per_class: dict[str, dict[str, float]], label_space: Any, path: Path) -> None:
     """Per-class AP (gt boxes), one bar per model, classes in label-space order; rare classes
-    are marked with r, unseen ones with u."""
+    are tagged (r), held-out (zero-shot) ones (u), as the legend says."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,24 +230,20 @@ def bar_chart(per_class: dict[str, dict[str, float]], label_space: Any, path: Pa
         for i, h in enumerate(label_space.hois)
     ]
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(8, 0.35 * len(names)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(9, 0.4 * len(names)), 4.8))
     width = 0.8 / max(len(per_class), 1)
     for k, (model, aps) in enumerate(per_class.items()):
-        ax.bar(
-            x + (k - (len(per_class) - 1) / 2) * width,
-            [aps[str(h.id)] for h in label_space.hois],
-            width,
-            label=model,
-        )
+        offset = (k - (len(per_class) - 1) / 2) * width
+        ax.bar(x + offset, [aps[str(h.id)] for h in label_space.hois], width, label=model)
     ax.set_xticks(x, names, rotation=75, ha="right", fontsize=7)
     ax.set_ylabel("AP (ground-truth boxes)")
     ax.set_ylim(0, 1)
     ax.set_title(
-        "Synthetic world: per-class AP, teacher vs student\n"
-        "(r) rare: seldom in the training images; (u) unseen: held out of training (zero-shot)",
+        "Synthetic world: per-class AP of the four models\n"
+        "(r) rare: few training pairs; (u) unseen: held out of training (zero-shot)",
         fontsize=9,
     )
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     try:
         with atomic_path(path, suffix=".png") as tmp:
@@ -140,70 +252,11 @@ def bar_chart(per_class: dict[str, dict[str, float]], label_space: Any, path: Pa
         plt.close(fig)
 
 
-def draw_predictions(
-    image_path: Path, triplets: list[dict], path: Path, max_items: int = 5, min_score: float = 0.2
-) -> None:
-    """Draw the best interactions (not no_interaction) with `linkhoi.infer.draw_triplets`:
-    boxes, a line from human to object, the verb, object and score."""
+def draw_examples(world: Any, examples: list, folder: Path, min_score: float = 0.2) -> None:
+    """The pretrained-VLM student's best interactions on a few test images (gt boxes)."""
     from linkhoi.infer.draw import draw_triplets
 
-    shown = [t for t in triplets if t["score"] >= min_score]
-    draw_triplets(image_path, shown, path, max_triplets=max_items)
-
-
-def table(metrics: dict[str, Any]) -> str:
-    """A compact fixed-width table of mAP (percent) per model and box source."""
-    lines = [f"{'model':8s} {'boxes':6s} " + " ".join(f"{k:>8s}" for k in METRIC_KEYS)]
-    for model, by_src in metrics.items():
-        for src, m in by_src.items():
-            lines.append(
-                f"{model:8s} {src:6s} " + " ".join(f"{100 * m[k]:8.1f}" for k in METRIC_KEYS)
-            )
-    return "\n".join(lines)
-
-
-def write_report(out: Path, metrics: dict[str, Any], info: dict[str, Any]) -> None:
-    """report.md: what was run, the numbers, what they mean (atomic write)."""
-    tbl = table(metrics)
-    text = f"""# linkhoi demo: LINK on the synthetic HOI world
-
-**A synthetic sanity benchmark, not a HICO-DET result.** The numbers below show that the
-whole pipeline (data -> detections -> LINK teacher -> distilled student -> HICO-DET evaluator)
-runs and learns on this machine. They say nothing about accuracy on real images: the CLIP
-backbone here is the `tiny` architecture with *random* weights (no pretrained weights can be
-downloaded), so the model can only learn from box geometry and raw pixels.
-
-## What was run
-
-- World: {info["num_train"]} training images ({info["sparsity"]:.0%} of the positive human-object
-  pairs left unannotated), {info["num_test"]} test images (complete labels), seed {info["seed"]};
-  held-out compositions (absent from training, the `unseen` subset): {info["holdout"]}.
-- Backbone: tiny CLIP, random weights saved to `{info["clip_weights"]}` (sha256 {info["clip_sha"][:12]}...).
-- Teacher: {info["teacher_epochs"]} epochs on ground-truth boxes (stage 1, focal loss only).
-- Student: {info["student_epochs"]} epochs, a narrower head distilled from the frozen teacher
-  (stage 2: logit, query and map distillation).
-- Time per stage (s): {json.dumps(info["times"])}; total {info["total_time"]:.0f} s on {info["device"]}.
-
-## Results: mAP (%) with the HICO-DET protocol
-
-```
-{tbl}
-```
-
-- `full` / `rare` / `non_rare`: mean AP over all {info["num_classes"]} classes / the rare-by-design
-  classes / the rest. `seen` / `unseen`: over the classes seen in training / the held-out ones.
-- Box sources: `gt` = ground-truth boxes (an oracle detector), `good` / `noisy` = the simulated
-  detectors of `data/detections_*.json` (jittered boxes, misses, false positives).
-- `chance`: the same candidate pairs and valid classes scored uniformly at random (seed
-  {info["seed"]}). AP is the official 11-point VOC AP, pairs match at IoU >= 0.5 on both boxes.
-
-## Files
-
-- `metrics.json`: the numbers above (fractions); `per_class_ap.png`: per-class AP on
-  ground-truth boxes, teacher vs student; `predictions/`: the teacher's best interactions on a
-  few test images (gt boxes).
-- `teacher.pt`, `student.pt`: linkhoi checkpoints (the tiny backbone is included).
-- `data/`: the test images, `test.json` and the two detection files, to try next, e.g.
-  `linkhoi detect` with `student.pt` on `data/images`.
-"""
-    atomic_write_text(out / "report.md", text)
+    folder.mkdir(exist_ok=True)
+    for name, triplets in examples:
+        shown = [t for t in triplets if t["score"] >= min_score]
+        draw_triplets(world.images / name, shown, folder / name, max_triplets=5)

@@ -9,10 +9,15 @@
   train leaves a ``sparsity`` fraction of the positive human-object pairs unannotated and never
   contains a held-out composition; test is complete;
 - ``detections_{good,noisy}.json`` (test) and ``train_detections_{good,noisy}.json``: simulated
-  detectors in the project detection-file format.
+  detectors in the project detection-file format;
+- ``test_open_vocabulary.json``: the test pairs of the verb ``point``, which is drawn but in no
+  HOI label space (open-vocabulary evaluation).
 
-Every interaction label is computed by the rules of ``pair_verbs`` from the drawn geometry
-(keypoints of the figure and the tight boxes of the drawn pixels); docs/demo.md lists them.
+Every interaction label is computed by ``synthetic_rules`` from the drawn geometry (keypoints of
+the figure and the tight boxes of the drawn pixels); docs/demo.md lists the rules. As in real HOI
+datasets, not every pair is annotated: a pair with no verb is labelled ``no_interaction`` only
+when the two are near each other; far pairs, and pairs whose only relation is ``point``, are
+left out.
 """
 
 from __future__ import annotations
@@ -31,14 +36,8 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-from linkhoi.data.synthetic_scene import (
-    Scene,
-    SyntheticError,
-    make_scene,
-    pair_verbs,
-    ray_hits,
-    render,
-)
+from linkhoi.data.synthetic_rules import OPEN_VERB, contact_verbs, is_near, ray_hits
+from linkhoi.data.synthetic_scene import Scene, SyntheticError, make_scene, render
 from linkhoi.io import atomic_path, atomic_write_text
 
 __all__ = [
@@ -49,8 +48,8 @@ __all__ = [
     "generate_world",
     "image_record",
     "label_spec",
+    "contact_verbs",
     "make_scene",
-    "pair_verbs",
     "ray_hits",
     "render",
     "simulate_detections",
@@ -73,6 +72,7 @@ class WorldPaths:
     test: Path
     images: Path
     label_space: str  # "synthetic" or the path of a label-space file written beside the jsons
+    open_vocabulary: Path  # test pairs of the open-vocabulary verb
     detections: dict[str, Path] = field(default_factory=dict)  # test set: good / noisy
     train_detections: dict[str, Path] = field(default_factory=dict)
 
@@ -85,10 +85,22 @@ def label_spec() -> dict[str, Any]:
 
 
 def default_holdout() -> list[tuple[str, str]]:
-    """The label space's ``unseen`` compositions as (verb, object)."""
+    """The label space's ``unseen`` interactions as (verb, object); an unseen
+    ``no_interaction`` class follows from its object being absent (``absent_objects``)."""
     spec = label_spec()
     by_id = {h["id"]: (h["verb"], h["object"]) for h in spec["hois"]}
-    return [by_id[i] for i in spec["subsets"]["unseen"]]
+    return [by_id[i] for i in spec["subsets"]["unseen"] if by_id[i][0] != "no_interaction"]
+
+
+def absent_objects(holdout: Sequence[tuple[str, str]]) -> frozenset[str]:
+    """Object categories all of whose interactions are held out: never drawn in train (the
+    unseen-object setting), so not even their ``no_interaction`` pairs reach training."""
+    held = {tuple(c) for c in holdout}
+    by_obj: dict[str, set[tuple[str, str]]] = {}
+    for h in label_spec()["hois"]:
+        if h["verb"] != "no_interaction":
+            by_obj.setdefault(h["object"], set()).add((h["verb"], h["object"]))
+    return frozenset(o for o, comps in by_obj.items() if comps <= held)
 
 
 # --------------------------------------------------------------------------------- file output
@@ -100,24 +112,42 @@ def annotation_box(box: Sequence[float]) -> list[int]:
 
 
 def positive_pairs(scene: Scene) -> dict[tuple[int, int], list[str]]:
-    """(human, entity) -> verbs, for the pairs with at least one interaction."""
+    """(human, entity) -> label-space verbs, for the pairs with at least one of them."""
     out: dict[tuple[int, int], list[str]] = {}
     for h, j, v in scene.truth:
-        out.setdefault((h, j), []).append(v)
+        if v != OPEN_VERB:
+            out.setdefault((h, j), []).append(v)
+    return out
+
+
+def open_pairs(scene: Scene) -> list[tuple[int, int]]:
+    """The (human, entity) pairs of the open-vocabulary verb."""
+    return [(h, j) for h, j, v in scene.truth if v == OPEN_VERB]
+
+
+def annotated_pairs(scene: Scene) -> dict[tuple[int, int], list[str]]:
+    """What the annotation says of each annotated pair: its verbs, or ``no_interaction`` for a
+    verb-less pair that is near and not pointed at. Other pairs are not annotated."""
+    out = positive_pairs(scene)
+    pointed = set(open_pairs(scene))
+    for h, p in enumerate(scene.people):
+        for j in range(len(scene.labels)):
+            if j == h or (h, j) in out or (h, j) in pointed:
+                continue
+            if is_near(p, scene.boxes[h], scene.boxes[j]):
+                out[(h, j)] = ["no_interaction"]
     return out
 
 
 def image_record(scene: Scene, hidden: set[tuple[int, int]] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
-    """The annotation-json record of a scene. Every ordered (person, other entity) pair is
-    labelled: its verbs, or ``no_interaction``; pairs in ``hidden`` are left unannotated."""
-    verbs = positive_pairs(scene)
-    hois = []
-    for h in range(len(scene.people)):
-        for j in range(len(scene.labels)):
-            if j == h or (h, j) in hidden:
-                continue
-            for v in verbs.get((h, j), ["no_interaction"]):
-                hois.append({"human": h, "object": j, "verb": v})
+    """The annotation-json record of a scene (``annotated_pairs``); pairs in ``hidden`` are
+    left unannotated."""
+    hois = [
+        {"human": h, "object": j, "verb": v}
+        for (h, j), verbs in sorted(annotated_pairs(scene).items())
+        if (h, j) not in hidden
+        for v in verbs
+    ]
     boxes = [
         {"box": annotation_box(b), "label": lab}
         for b, lab in zip(scene.boxes, scene.labels, strict=True)
@@ -224,6 +254,7 @@ def generate_world(
         label_space = "label_space.yaml"
         atomic_write_text(root / label_space, yaml.safe_dump(custom, sort_keys=False))
     forced = [(h["verb"], h["object"]) for h in spec["hois"] if h["verb"] != "no_interaction"]
+    absent = absent_objects(holdout)
     paths: dict[str, Any] = {}
     for split, n, code in (("train", num_train, 0), ("test", num_test, 1)):
         scenes = []
@@ -231,8 +262,8 @@ def generate_world(
             rng = np.random.default_rng([seed, code, i])
             size = image_size or (int(rng.integers(256, 385)), int(rng.integers(256, 385)))
             force = forced[i] if split == "test" and i < len(forced) else None
-            banned = set(holdout) if split == "train" else set()
-            scene = make_scene(rng, f"{split}_{i + 1:06d}.png", size, banned, force)  # type: ignore[arg-type]
+            banned, gone = (set(holdout), absent) if split == "train" else (set(), frozenset())
+            scene = make_scene(rng, f"{split}_{i + 1:06d}.png", size, banned, force, gone)  # type: ignore[arg-type]
             _atomic_png(render(scene, rng), images / scene.file_name)
             scenes.append(scene)
         hidden: list[set[tuple[int, int]]] = [set() for _ in scenes]
@@ -247,6 +278,9 @@ def generate_world(
                "images": [image_record(s, hid) for s, hid in zip(scenes, hidden, strict=True)]}  # fmt: skip
         _atomic_json(root / f"{split}.json", doc)
         paths[split] = root / f"{split}.json"
+        if split == "test":
+            pairs = {s.file_name: [list(hj) for hj in open_pairs(s)] for s in scenes}
+            _atomic_json(root / "test_open_vocabulary.json", {"verb": OPEN_VERB, "pairs": pairs})
         prefix = "" if split == "test" else "train_"
         paths[f"{split}_dets"] = {}
         for kcode, kind in enumerate(DETECTORS):
@@ -259,4 +293,4 @@ def generate_world(
             _atomic_json(path, {"format": "linkhoi-detections", "version": 1, "images": recs})
             paths[f"{split}_dets"][kind] = path
     return WorldPaths(root, paths["train"], paths["test"], images, label_space,
-                      paths["test_dets"], paths["train_dets"])  # fmt: skip
+                      root / "test_open_vocabulary.json", paths["test_dets"], paths["train_dets"])  # fmt: skip

@@ -47,7 +47,8 @@ SEAT = {"horse": (0.45, 0.3), "bicycle": (0.38, 0.04), "chair": (0.6, 0.47)}
 @dataclass
 class Person:
     """A stick figure. ``legs``: stand | kick | sit | ride; ``arms``: (front, back) modes,
-    front in {down, hold, carry}, back in {down, hold_back, raise, carry}."""
+    front in {down, hold, carry, point}, back in {down, hold_back, raise, carry}; a ``point``
+    arm is straight along ``point_dir``."""
 
     x: float
     ground: float
@@ -57,6 +58,7 @@ class Person:
     arms: tuple[str, str] = ("down", "down")
     hip: Point | None = None  # set for sit / ride (the seat point)
     gaze: float = 0.0  # radians, image frame (0 = right, pi/2 = down)
+    point_dir: float = 0.0  # radians, direction of a pointing arm
     skin: tuple[int, int, int] = SKIN[0]
     shirt: tuple[int, int, int] = (200, 60, 60)
     pants: tuple[int, int, int] = PANTS[0]
@@ -143,6 +145,8 @@ def pose(p: Person) -> dict[str, np.ndarray]:
         "raise": lambda s: ((0.13 * s, -0.08), (0.08 * s, -0.3)),
         "carry": lambda s: ((0.15 * s, -0.12), (0.09 * s, -0.33)),
     }
+    u = np.array([math.cos(p.point_dir), math.sin(p.point_dir)])
+    arm_table["point"] = lambda s: (tuple(0.17 * u), tuple(0.36 * u))
     for name, mode, side in (("front", p.arms[0], d), ("back", p.arms[1], -d)):
         (ex, ey), (hx, hy) = arm_table[mode](side)
         kp[f"elbow_{name}"] = S + v(ex * P, ey * P)

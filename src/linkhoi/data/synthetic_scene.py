@@ -1,15 +1,17 @@
 """Scenes of the synthetic HOI world: what each person does, the layout, the interaction rules.
 
-``make_scene`` samples people (pose, held / ridden / carried objects, gaze) and free objects,
-lays them out without overlaps, measures the tight boxes of the drawn pixels and labels every
-(person, other entity) pair with ``pair_verbs``: the labels are a function of the drawing.
+``make_scene`` samples people (pose, held / ridden / carried objects, gaze, a pointing arm) and
+free objects, lays them out without overlaps, measures the tight boxes of the drawn pixels and
+labels every (person, other entity) pair with ``synthetic_rules.scene_truth``: the labels are a
+function of the drawing. Distractors keep chance low: idle people, people looking at nothing,
+free objects (often right next to someone who ignores them), several instances of a category.
 ``render`` draws a scene. File output is in ``synthetic.py``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +32,8 @@ from linkhoi.data.synthetic_draw import (
     pose,
     tight_box,
 )
+from linkhoi.data.synthetic_rules import first_hit, scene_truth
 
-HOLDABLE = ("ball", "cup", "umbrella", "book", "kite")
-CARRYABLE = ("ball", "book", "chair", "bicycle")
-RIDEABLE = ("horse", "bicycle")
 # Scene sampler weights: they make some compositions rare by design (label space `rare`).
 LEGS = [("stand", None, 0.43), ("ride", "horse", 0.12), ("ride", "bicycle", 0.12),
         ("sit", "chair", 0.13), ("kick", "ball", 0.20)]  # fmt: skip
@@ -41,6 +41,8 @@ HOLD_W = {"ball": 0.15, "cup": 0.3, "umbrella": 0.2, "book": 0.27, "kite": 0.04}
 CARRY_W = {"book": 0.55, "ball": 0.15, "chair": 0.15, "bicycle": 0.15}
 FREE_W = {"ball": 0.15, "cup": 0.15, "horse": 0.08, "bicycle": 0.1, "umbrella": 0.15,
           "book": 0.15, "kite": 0.07, "chair": 0.12}  # fmt: skip
+IDLE, POINT, LOOK = 0.2, 0.14, 0.35  # P(a person does nothing / points / looks at something)
+NEAR_FREE = 0.5  # P(a free object is placed right next to a person)
 
 
 class SyntheticError(ValueError):
@@ -63,110 +65,47 @@ class Scene:
     z: list[int]  # per thing: drawn before the people when < 2 (free objects, mounts)
 
 
-# -------------------------------------------------------------------------- interaction rules
-
-
-def ray_hits(origin: np.ndarray, theta: float, box: Sequence[float]) -> bool:
-    """Whether the ray from ``origin`` along angle ``theta`` enters ``box`` from outside."""
-    x1, y1, x2, y2 = box
-    if x1 <= origin[0] <= x2 and y1 <= origin[1] <= y2:
-        return False
-    d = (math.cos(theta), math.sin(theta))
-    tmin, tmax = 0.0, math.inf
-    for o, di, lo, hi in ((origin[0], d[0], x1, x2), (origin[1], d[1], y1, y2)):
-        if abs(di) < 1e-12:
-            if not lo <= o <= hi:
-                return False
-            continue
-        t1, t2 = (lo - o) / di, (hi - o) / di
-        tmin, tmax = max(tmin, min(t1, t2)), min(tmax, max(t1, t2))
-    return tmax >= tmin
-
-
-def pair_verbs(p: Person, e: Person | Thing, box: Sequence[float]) -> list[str]:
-    """The verbs person ``p`` does with entity ``e`` (tight box ``box``), from the geometry.
-
-    ride: hip over the middle of a horse/bicycle, within its top 42%; sit_on: hip at a chair's
-    seat height; kick: a foot touches a ball; carry: both hands on an object whose bottom is
-    above the head top; hold: a hand at the object's grip (and not carried); throw: a raised
-    hand near a ball that is in the air above the neck and not held; look: the gaze ray from
-    the head enters the box.
-    """
-    kp, tol = p.kp, p.tol
-    x1, y1, x2, y2 = box
-    w, h = x2 - x1, y2 - y1
-    verbs: list[str] = []
-    if isinstance(e, Thing):
-        hip, hands = kp["hip"], (kp["hand_front"], kp["hand_back"])
-        if (
-            e.cat in RIDEABLE
-            and x1 + 0.15 * w <= hip[0] <= x2 - 0.15 * w
-            and y1 - 0.1 * h <= hip[1] <= y1 + 0.42 * h
-        ):
-            verbs.append("ride")
-        if e.cat == "chair" and x1 <= hip[0] <= x2 and y1 + 0.25 * h <= hip[1] <= y1 + 0.65 * h:
-            verbs.append("sit_on")
-        r, c = e.w / 2, e.centre
-        if (
-            e.cat == "ball"
-            and min(np.hypot(*(kp[f] - c)) for f in ("foot_front", "foot_back")) <= r + tol
-        ):
-            verbs.append("kick")
-        head_top = kp["head"][1] - kp["head_r"][0]
-        carry = (
-            e.cat in CARRYABLE
-            and all(x1 - tol <= q[0] <= x2 + tol and y1 - tol <= q[1] <= y2 + tol for q in hands)
-            and y2 <= head_top + tol
-        )
-        g, gr = e.grip()
-        hold = (
-            e.cat in HOLDABLE and not carry and any(np.hypot(*(q - g)) <= gr + tol for q in hands)
-        )
-        if carry:
-            verbs.append("carry")
-        if hold:
-            verbs.append("hold")
-        if (
-            e.cat == "ball"
-            and not (hold or carry)
-            and c[1] < kp["neck"][1]
-            and any(q[1] < kp["neck"][1] and np.hypot(*(q - c)) <= r + 0.3 * p.size for q in hands)
-        ):
-            verbs.append("throw")
-    if ray_hits(kp["head"], p.gaze, box):
-        verbs.append("look")
-    return verbs
-
-
 # ----------------------------------------------------------------------------- scene sampling
 
 
-def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    keys = list(weights)
+def _pick(
+    rng: np.random.Generator, weights: dict[str, float], absent: frozenset = frozenset()
+) -> str:
+    keys = [k for k in weights if k not in absent]
     w = np.array([weights[k] for k in keys])
     return keys[int(rng.choice(len(keys), p=w / w.sum()))]
 
 
 def _plan(
-    rng: np.random.Generator, banned: set[tuple[str, str]], force: tuple[str, str] | None
+    rng: np.random.Generator,
+    banned: set[tuple[str, str]],
+    force: tuple[str, str] | None,
+    absent: frozenset = frozenset(),
 ) -> dict:
-    """Sample what one person does: legs (stand/ride/sit/kick), front and back arm, look."""
+    """Sample what one person does: legs (stand/ride/sit/kick), front and back arm, look;
+    or nothing at all (idle). ``absent`` object categories are never used."""
     for _ in range(100):
-        li = int(
-            rng.choice(len(LEGS), p=np.array([w for *_, w in LEGS]) / sum(w for *_, w in LEGS))
-        )
-        plan: dict[str, Any] = {"legs": LEGS[li][:2], "front": None, "back": None, "look": None}
+        plan: dict[str, Any] = {"legs": ("stand", None), "front": None, "back": None,
+                                "look": None, "idle": rng.uniform() < IDLE}  # fmt: skip
+        if plan["idle"] and force is None:
+            return plan
+        plan["idle"] = False
+        legs = [x for x in LEGS if x[1] not in absent]
+        w = np.array([x[2] for x in legs])
+        plan["legs"] = legs[int(rng.choice(len(legs), p=w / w.sum()))][:2]
         u = rng.uniform()
         if u < 0.14 and plan["legs"][0] == "stand":
-            plan["front"] = ("carry", _pick(rng, CARRY_W))
+            plan["front"] = ("carry", _pick(rng, CARRY_W, absent))
         elif u < 0.56:
-            plan["front"] = ("hold", _pick(rng, HOLD_W))
-        if plan["front"] is None or plan["front"][0] == "hold":
+            plan["front"] = ("hold", _pick(rng, HOLD_W, absent))
+        elif rng.uniform() < POINT / 0.44:
+            plan["front"] = ("point", None)
+        if plan["front"] is None or plan["front"][0] in ("hold", "point"):
             v = rng.uniform()
-            if v < 0.2:
+            if v < 0.2 and "ball" not in absent:
                 plan["back"] = ("raise", "ball")
             elif v < 0.3:
-                plan["back"] = ("hold_back", _pick(rng, HOLD_W))
+                plan["back"] = ("hold_back", _pick(rng, HOLD_W, absent))
         if force is not None:
             verb, obj = force
             if verb in ("ride", "sit_on", "kick"):
@@ -180,7 +119,7 @@ def _plan(
             elif verb == "look":
                 plan["look"] = obj
         comps = {_comp(plan["legs"])}
-        comps |= {_comp(a) for a in (plan["front"], plan["back"]) if a is not None}
+        comps |= {_comp(a) for a in (plan["front"], plan["back"]) if a is not None and a[1]}
         if not comps & banned:
             return plan
     raise SyntheticError(
@@ -224,7 +163,7 @@ def _group(
         things.append(t)
     p.legs = legs
     front = (
-        {"hold": "hold", "carry": "carry"}.get(plan["front"][0], "down")
+        {"hold": "hold", "carry": "carry", "point": "point"}.get(plan["front"][0], "down")
         if plan["front"]
         else "down"
     )
@@ -238,7 +177,7 @@ def _group(
             _attach(t, kp["foot_front"] + np.array([d * (r + 0.01 * P), -0.2 * r]), 0.5, 0.5)
         )
     for action, hand in ((plan["front"], kp["hand_front"]), (plan["back"], kp["hand_back"])):
-        if action is None:
+        if action is None or action[0] == "point":
             continue
         kind, cat = action
         t = new(cat)
@@ -259,14 +198,22 @@ def _group(
     return p, things
 
 
-def _free_thing(rng: np.random.Generator, cat: str, W: int, H: int) -> Thing:
-    P = rng.uniform(0.27, 0.36) * H
+def _free_thing(
+    rng: np.random.Generator, cat: str, W: int, H: int, beside: np.ndarray | None = None
+) -> Thing:
+    """A free object; ``beside`` (a person group's box) places it just left or right of it."""
+    P = rng.uniform(0.23, 0.31) * H
     t = make_thing(cat, P, 1 if rng.uniform() < 0.5 else -1, _colour(rng, THING_COLOURS[cat]))
+    if beside is not None:
+        gap = rng.uniform(0.065, 0.1) * H
+        x = beside[2] + gap if rng.uniform() < 0.5 else beside[0] - gap - t.w
+    else:
+        x = rng.uniform(0, W - t.w)
     if cat == "kite":
-        t.translate(rng.uniform(0, W - t.w), rng.uniform(0.03, 0.3) * H)
+        t.translate(x, rng.uniform(0.03, 0.3) * H)
         t.grip_rel = (0.5 * t.w + rng.uniform(-0.5, 0.5) * t.w, t.h * rng.uniform(1.3, 1.8))
     else:
-        t.translate(rng.uniform(0, W - t.w), rng.uniform(0.8, 0.97) * H - t.h)
+        t.translate(x, rng.uniform(0.8, 0.97) * H - t.h)
     return t
 
 
@@ -291,17 +238,25 @@ def make_scene(
     size: tuple[int, int],
     banned: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
     force: tuple[str, str] | None = None,
+    absent: frozenset[str] = frozenset(),
 ) -> Scene:
     """Sample, lay out and label one scene (drawing happens in ``render``). ``banned``
-    compositions never occur; ``force`` makes the first person do that composition."""
+    compositions never occur, ``absent`` object categories are never drawn; ``force`` makes
+    the first person do that composition."""
     W, H = size
     for _attempt in range(200):
-        scene = _try_scene(rng, file_name, W, H, banned, force)
+        scene = _try_scene(rng, file_name, W, H, banned, force, absent)
         if scene is not None:
             return scene
     raise SyntheticError(
         f"{file_name}: no valid scene after 200 attempts (image {W}x{H} too small?)"
     )
+
+
+def _aim(rng: np.random.Generator, origin: np.ndarray, box: np.ndarray) -> float:
+    """An angle from ``origin`` to a random point of the middle of ``box``."""
+    aim = box[:2] + (box[2:] - box[:2]) * rng.uniform(0.3, 0.7, 2)
+    return math.atan2(aim[1] - origin[1], aim[0] - origin[0])
 
 
 def _try_scene(
@@ -311,19 +266,20 @@ def _try_scene(
     H: int,
     banned: set[tuple[str, str]],
     force: tuple[str, str] | None,
+    absent: frozenset[str],
 ) -> Scene | None:
     """One attempt at a scene; None when the layout or the constraints fail."""
-    n_people = int(rng.choice([1, 2, 3], p=[0.35, 0.45, 0.2]))
+    n_people = int(rng.choice([1, 2, 3, 4, 5], p=[0.1, 0.3, 0.3, 0.2, 0.1]))
     if force is not None and force == ("look", "person"):
         n_people = max(n_people, 2)
     people: list[Person] = []
+    plans: list[dict] = []
     things: list[tuple[int, Thing]] = []  # (z order, thing)
     placed: list[np.ndarray] = []
-    looks: list[str | None] = []
     for k in range(n_people):
-        plan = _plan(rng, banned, force if k == 0 else None)
+        plan = _plan(rng, banned, force if k == 0 else None, absent)
         for _ in range(15):
-            p, own = _group(rng, plan, rng.uniform(0.27, 0.36) * H, rng.uniform(0.82, 0.97) * H)
+            p, own = _group(rng, plan, rng.uniform(0.23, 0.31) * H, rng.uniform(0.82, 0.97) * H)
             gb = _union([person_approx_box(p)] + [t.approx_box() for t in own])
             lo, hi = 2 - gb[0], W - 2 - gb[2]
             if gb[1] < 2 or hi < lo:
@@ -343,22 +299,27 @@ def _try_scene(
             mount = plan["legs"][0] in ("ride", "sit") and t is own[0]
             things.append((1 if mount else 3, t))
         people.append(p)
-        looks.append(plan["look"])
+        plans.append(plan)
         placed.append(gb + np.array([dx, 0, dx, 0]))
-    n_free = int(rng.choice([0, 1, 2], p=[0.3, 0.45, 0.25]))
-    wanted = [_pick(rng, FREE_W) for _ in range(n_free)]
+    groups = list(placed)
+    wanted = [
+        _pick(rng, FREE_W, absent)
+        for _ in range(int(rng.choice([1, 2, 3, 4], p=[0.3, 0.35, 0.2, 0.15])))
+    ]
     need = force is not None and force[0] == "look" and force[1] != "person"
     if need and all(t.cat != force[1] for _, t in things):
         wanted.insert(0, force[1])
     for cat in wanted:
         for _ in range(15):
-            t = _free_thing(rng, cat, W, H)
-            if not _overlaps(t.approx_box(), placed, 0.06 * H):
+            near = groups[int(rng.integers(len(groups)))] if rng.uniform() < NEAR_FREE else None
+            t = _free_thing(rng, cat, W, H, near)
+            b = t.approx_box()
+            if b[0] >= 1 and b[2] <= W - 1 and not _overlaps(b, placed, 0.06 * H):
                 things.append((0, t))
-                placed.append(t.approx_box())
+                placed.append(b)
                 break
         else:
-            if force is not None and cat == force[1]:
+            if need and cat == force[1]:
                 return None
     things.sort(key=lambda zt: zt[0])
     ordered = [t for _, t in things]
@@ -368,34 +329,27 @@ def _try_scene(
     if any(b is None for b in boxes0):
         return None
     banned_look = {o for v, o in banned if v == "look"}
-    for i, p in enumerate(people):
-        others = [j for j in range(len(entities)) if j != i and labels[j] not in banned_look]
-        want = looks[i]
-        if want is not None:
-            others = [j for j in others if labels[j] == want]
-            if not others:
+    for i, (p, plan) in enumerate(zip(people, plans, strict=True)):
+        others = [j for j in range(len(entities)) if j != i]
+        if p.arms[0] == "point":
+            p.point_dir = _aim(rng, p.kp["shoulder"], boxes0[int(rng.choice(others))])
+            pose(p)
+        targets = [j for j in others if labels[j] not in banned_look]
+        if plan["look"] is not None:
+            targets = [j for j in targets if labels[j] == plan["look"]]
+            if not targets:
                 return None
-        if want is not None or (others and rng.uniform() < 0.5):
-            b = boxes0[int(rng.choice(others))]
-            aim = b[:2] + (b[2:] - b[:2]) * rng.uniform(0.3, 0.7, 2)
-            p.gaze = math.atan2(aim[1] - p.kp["head"][1], aim[0] - p.kp["head"][0])
+        if plan["look"] is not None or (targets and not plan["idle"] and rng.uniform() < LOOK):
+            p.gaze = _aim(rng, p.kp["head"], boxes0[int(rng.choice(targets))])
         else:
             for _ in range(24):
                 p.gaze = rng.uniform(-math.pi, math.pi)
-                if not any(
-                    ray_hits(p.kp["head"], p.gaze, boxes0[j])
-                    for j in range(len(entities))
-                    if j != i
-                ):
+                if first_hit(p.kp["head"], p.gaze, boxes0, skip=i) is None:
                     break
     boxes = [tight_box(e, (W, H)) for e in entities]
-    truth = [
-        (i, j, v)
-        for i, p in enumerate(people)
-        for j, e in enumerate(entities)
-        if j != i
-        for v in pair_verbs(p, e, boxes[j])
-    ]
+    if any(b is None for b in boxes):
+        return None
+    truth = scene_truth(people, entities, boxes)
     comps = {(v, labels[j]) for _, j, v in truth}
     if comps & banned or (force is not None and force not in comps):
         return None

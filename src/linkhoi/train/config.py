@@ -66,6 +66,10 @@ class OptimConfig:
     focal_alpha: float = 0.5
     focal_gamma: float = 0.1
     aux_loss: bool = True  # focal loss on every decoder layer's logits too
+    # Learning-rate factor of the text-initialised classifier rows T (method.md §4 trains them
+    # with the rest); 0 freezes T at the VLM's prompt embeddings, which keeps the pair queries
+    # in the VLM's text space, where the zero-shot and open-vocabulary rows live.
+    text_lr_scale: float = 1.0
 
 
 @dataclass
@@ -148,6 +152,7 @@ class TrainConfig:
         checks = [
             ("optim.lr", o.lr, 0 < o.lr < math.inf, "> 0"),
             ("optim.weight_decay", o.weight_decay, 0 <= o.weight_decay < math.inf, ">= 0"),
+            ("optim.text_lr_scale", o.text_lr_scale, 0 <= o.text_lr_scale < math.inf, ">= 0"),
             ("optim.lr_gamma", o.lr_gamma, 0 < o.lr_gamma < math.inf, "> 0"),
             ("optim.clip_grad", o.clip_grad, 0 <= o.clip_grad < math.inf, ">= 0"),
             ("optim.epochs", o.epochs, o.epochs >= 1, ">= 1"),

@@ -91,8 +91,11 @@ class Trainer:
             if self.teachers
             else None
         )
+        text = classifier_weight(self.model)
+        if cfg.optim.text_lr_scale == 0:
+            text.requires_grad_(False)  # before the DDP wrapper is built, which reads it
         self._init_rows = None
-        if self.class_mask is not None:
+        if self.class_mask is not None and text.requires_grad:
             self._protect_unseen_rows()
         self.step_module = StepLoss(
             self.model, self.distiller, cfg.optim, len(self.label_space.hois)
@@ -106,7 +109,13 @@ class Trainer:
             if self.dist.enabled
             else self.step_module
         )
-        params = [p for p in self.step_module.parameters() if p.requires_grad]
+        params: list[Any] = [p for p in self.step_module.parameters() if p.requires_grad]
+        if text.requires_grad and cfg.optim.text_lr_scale != 1.0:
+            rest = [p for p in params if p is not text]
+            params = [
+                {"params": rest},
+                {"params": [text], "lr": cfg.optim.lr * cfg.optim.text_lr_scale},
+            ]
         self.optimizer = torch.optim.AdamW(
             params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )

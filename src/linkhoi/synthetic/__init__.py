@@ -1,0 +1,1 @@
+"""The synthetic world's vision-language side: caption corpus, VLM pretraining, shipped VLM."""
