@@ -58,15 +58,17 @@ def coco_to_label_space(label_space: LabelSpace) -> torch.Tensor:
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise DetectionError("detector weights file not found", path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             state: Any = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a foreign or truncated file
-        raise DetectionError(f"cannot read detector weights ({err})", path) from None
+        except Exception as err:  # a foreign or truncated file
+            raise DetectionError(f"cannot read detector weights ({err})", path) from None
+    else:
+        from linkhoi.weights import load_torch_file
+
+        state = load_torch_file(path, DetectionError, "detector weights file")
     for key in ("model", "state_dict"):  # training checkpoints wrap the state dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

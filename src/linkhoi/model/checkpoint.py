@@ -17,6 +17,7 @@ import torch
 from linkhoi.io import atomic_path
 from linkhoi.model.config import LinkConfig
 from linkhoi.model.link import LinkModel
+from linkhoi.weights import load_torch_file
 
 FORMAT = "linkhoi-checkpoint"
 VERSION = 1
@@ -89,14 +90,9 @@ def load_model(
         where, payload = "<checkpoint payload>", path_or_payload
     else:
         where = str(path_or_payload)
-        try:
-            payload = torch.load(path_or_payload, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise CheckpointError(f"{where}: no such checkpoint file") from None
-        except Exception as err:  # not a torch file, or pickled objects beyond plain data
-            # torch's weights_only message runs over many lines; its first one says what failed.
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"{where}: not a loadable linkhoi checkpoint ({first})") from None
+        payload = load_torch_file(
+            path_or_payload, CheckpointError, "linkhoi checkpoint", "no such checkpoint file"
+        )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{where}: field 'format' is not {FORMAT!r}")
     if payload.get("version") != VERSION:
@@ -117,9 +113,10 @@ def load_model(
     included, random_init = bool(info.get("included")), bool(info.get("random"))
     backbone = _rebuild_checked(info, where, clip_weights, text_weights, device)
     backbone.sha256 = backbone.info["sha256"] = info["sha256"]
-    text = state.get("text")
-    if text is None:
+    text = state.get("text") if isinstance(state, dict) else None
+    if not isinstance(text, torch.Tensor):
         raise CheckpointError(f"{where}: field 'model' has no 'text' classifier weights")
+    _check_head_shapes(config, label_space, backbone, state, where)
     model = LinkModel(config, label_space, backbone, torch.zeros_like(text))
     own = model.state_dict()
     expected = {k for k in own if included or not k.startswith("backbone.")}
@@ -193,3 +190,42 @@ def _rebuild_checked(
                 f"{backbone.sha256}: not the backbone this model was trained with"
             )
     return backbone
+
+
+_SIZES = ("d_model", "d_pair", "d_latent", "num_heads", "pe_dims", "encoder_layers",
+          "decoder_layers", "ffn_ratio", "roi_size", "spatial_hidden")  # fmt: skip
+
+
+def _check_head_shapes(
+    config: LinkConfig, label_space: Any, backbone: Any, state: dict[str, Any], where: str
+) -> None:
+    """Compare the head's tensor shapes that ``model_config`` implies with the state dict's,
+    before the head is built: the head is laid out on PyTorch's ``meta`` device (shapes, no
+    memory), so a config claiming ``d_model: 60000`` is refused instead of allocating tens of
+    GB first. Missing or extra head tensors are refused here too."""
+    text = state["text"]
+    try:
+        with torch.device("meta"):
+            head = LinkModel(config, label_space, backbone, torch.empty(tuple(text.shape)))
+    except ValueError as err:  # text rows vs classes, widths vs heads
+        raise CheckpointError(f"{where}: field 'model_config': {err}") from None
+    want = {
+        k: tuple(v.shape) for k, v in head.state_dict().items() if not k.startswith("backbone.")
+    }
+    got = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+    missing, unexpected = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{where}: field 'model' does not match the config (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]})"
+        )
+    for key, shape in want.items():
+        value = got[key]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{where}: field 'model.{key}' is not a tensor")
+        if tuple(value.shape) != shape:
+            sizes = ", ".join(f"{n}={getattr(config, n)}" for n in _SIZES)
+            raise CheckpointError(
+                f"{where}: field 'model' does not fit the config: 'model.{key}' has shape "
+                f"{tuple(value.shape)} but 'model_config' ({sizes}) needs {shape}"
+            )

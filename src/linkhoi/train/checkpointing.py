@@ -76,10 +76,9 @@ def load_training_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+    from linkhoi.weights import load_torch_file
+
+    ckpt = load_torch_file(path, CheckpointError, "training checkpoint")
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(ckpt).__name__}")
     missing = [k for k in REQUIRED if k not in ckpt]
