@@ -105,18 +105,14 @@ def strip(metrics: dict[str, Any]) -> dict[str, float]:
 def vlm_knowledge(vlms: dict[str, dict[str, Any]], num_images: int, seed: int) -> dict[str, Any]:
     """Each VLM's image-level mAP of the class prompts on ``num_images`` held-out caption-corpus
     scenes (the corpus's validation seeds, never HOI images)."""
-    from safetensors.torch import load_file
-
     from linkhoi.synthetic.corpus import VAL_CODE, build_chunk
-    from linkhoi.synthetic.vlm import build_model, image_map
+    from linkhoi.synthetic.vlm import image_map, load_vlm
 
     val = build_chunk(seed, VAL_CODE, 0, num_images, crops=False)
     labels = [[tuple(c) for c in cl] for cl in val["classes"]]
     out = {}
     for name, vlm in vlms.items():
-        model = build_model()
-        model.load_state_dict({k: v.float() for k, v in load_file(str(vlm["weights"])).items()})
-        out[name] = {"image_map": image_map(model, val["images"], labels)["map"]}
+        out[name] = {"image_map": image_map(load_vlm(vlm["weights"]), val["images"], labels)["map"]}
     return out
 
 

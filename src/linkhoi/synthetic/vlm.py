@@ -63,16 +63,27 @@ def normalise(images: np.ndarray) -> torch.Tensor:
 
 
 def class_prompts() -> tuple[list[tuple[str, str]], list[str]]:
-    """The synthetic label space's interaction classes and their classifier prompts."""
-    from linkhoi.data.synthetic import label_spec
+    """The synthetic label space's interaction classes and their classifier prompts (the very
+    strings ``linkhoi.model.text.build_prompts`` gives the classifier)."""
+    from linkhoi import labels
+    from linkhoi.model.text import build_prompts
 
-    spec = label_spec()
-    classes = [(h["verb"], h["object"]) for h in spec["hois"] if h["verb"] != "no_interaction"]
-    prompts = []
-    for v, o in classes:
-        obj = "a person" if o == "person" else ("an " if o[0] in "aeiou" else "a ") + o
-        prompts.append(f"a photo of a person {spec['verb_ing'][v]} {obj}")
-    return classes, prompts
+    space = labels.load("synthetic")
+    pairs = [
+        ((h.verb, h.object), prompt)
+        for h, prompt in zip(space.hois, build_prompts(space), strict=True)
+        if h.verb != "no_interaction"
+    ]
+    return [c for c, _ in pairs], [p for _, p in pairs]
+
+
+def load_vlm(weights: str | Path) -> torch.nn.Module:
+    """The tiny CLIP with the weights of a safetensors file (fp16 files are cast back)."""
+    from safetensors.torch import load_file
+
+    model = build_model()
+    model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    return model
 
 
 def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
