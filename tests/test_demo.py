@@ -70,3 +70,49 @@ def test_demo_out_must_be_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["demo", "--quick", "--out", str(tmp_path / "o"), "--device", "bogus"]) == 2
     assert "unknown device 'bogus'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_demo_cache_writes_hold_the_cache_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two demos sharing one cache: the world and the random VLM are written under an exclusive
+    lock on the cache's demo folder, so a second demo waits instead of deleting a world that is
+    being written. Checked by trying to take that lock from inside each writer."""
+    from linkhoi import demo
+    from linkhoi.io import OutputError
+    from linkhoi.outputs import output_lock
+
+    monkeypatch.setenv("LINKHOI_CACHE", str(tmp_path))
+    folder = tmp_path / "demo"
+    held: list[str] = []
+
+    def locked(what: str) -> None:
+        with pytest.raises(OutputError, match="in use by another linkhoi run"):
+            with output_lock(folder):
+                pass
+        held.append(what)
+
+    def fake_generate(root: Path, **_: object) -> None:
+        locked("world")
+        (root / "images").mkdir(parents=True)
+
+    monkeypatch.setattr(demo, "generate_world", fake_generate)
+    monkeypatch.setattr(demo, "world_paths", lambda root: root)
+    demo._world("quick", 0, progress=False)
+    assert (folder / f"world-v{demo.WORLD_VERSION}-quick-seed0" / "world.json").is_file()
+    demo._world("quick", 0, progress=False)  # cached: not generated again
+    assert held == ["world"]
+
+    import linkhoi.synthetic.pretrain as pretrain
+
+    real_export = pretrain.export
+
+    def export(model: object, weights: Path, config: Path) -> None:
+        locked("random vlm")
+        real_export(model, weights, config)
+
+    monkeypatch.setattr(pretrain, "export", export)
+    vlms = demo._vlms()
+    assert held == ["world", "random vlm"]
+    assert Path(vlms["random"]["weights"]).is_file()
+    assert not (folder / ".linkhoi.lock").exists()  # released

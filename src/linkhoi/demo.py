@@ -22,6 +22,7 @@ from typing import Any
 
 from linkhoi.data.synthetic import WorldPaths, default_holdout, generate_world
 from linkhoi.io import atomic_write_text
+from linkhoi.outputs import output_lock
 
 SPARSITY = 0.3  # fraction of positive training pairs left unannotated
 WORLD_VERSION = 2  # bump when the generator's output changes: cached worlds are regenerated
@@ -78,16 +79,19 @@ def _world(mode: str, seed: int, progress: bool) -> WorldPaths:
     params = {"num_train": s["num_train"], "num_test": s["num_test"], "seed": seed,
               "version": WORLD_VERSION}  # fmt: skip
     marker = root / "world.json"
-    try:
-        current = json.loads(marker.read_text()) if marker.is_file() else None
-    except (OSError, ValueError):
-        current = None  # a truncated marker: regenerate
-    if current != params:
-        if root.exists():
-            shutil.rmtree(root)
-        generate_world(root, num_train=s["num_train"], num_test=s["num_test"], seed=seed,
-                       sparsity=SPARSITY, progress=progress)  # fmt: skip
-        atomic_write_text(marker, json.dumps(params))
+    # Two demos sharing a cache: the second waits here while the first generates, then finds
+    # the marker (without the lock, it would delete the world the first is writing).
+    with output_lock(root.parent, "linkhoi demo (world generation)", wait=True):
+        try:
+            current = json.loads(marker.read_text()) if marker.is_file() else None
+        except (OSError, ValueError):
+            current = None  # a truncated marker: regenerate
+        if current != params:
+            if root.exists():
+                shutil.rmtree(root)
+            generate_world(root, num_train=s["num_train"], num_test=s["num_test"], seed=seed,
+                           sparsity=SPARSITY, progress=progress)  # fmt: skip
+            atomic_write_text(marker, json.dumps(params))
     return world_paths(root)
 
 
@@ -103,8 +107,9 @@ def _vlms() -> dict[str, dict[str, Any]]:
         raise DemoError(f"the shipped VLM is missing: {weights} (reinstall linkhoi)")
     random_weights = cache_root() / "demo" / "synthetic-clip-random-seed0.safetensors"
     if not random_weights.is_file():
-        random_weights.parent.mkdir(parents=True, exist_ok=True)
-        export(build_model(seed=0), random_weights, random_weights.with_suffix(".json"))
+        with output_lock(random_weights.parent, "linkhoi demo (random VLM)", wait=True):
+            if not random_weights.is_file():  # another demo may have written it meanwhile
+                export(build_model(seed=0), random_weights, random_weights.with_suffix(".json"))
     return {
         name: {"spec": f"open_clip:{config}", "weights": w, "sha256": file_sha256(w)}
         for name, w in (("pretrained", weights), ("random", random_weights))

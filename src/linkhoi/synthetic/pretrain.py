@@ -169,9 +169,10 @@ def export(model: torch.nn.Module, weights: Path, config: Path) -> None:
     from safetensors.torch import save_file
 
     sd = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
+    # The config first: a reader that sees the weights file finds its config beside it.
+    atomic_write_text(config, json.dumps(VLM_CONFIG, indent=2) + "\n")
     with atomic_path(weights) as tmp:
         save_file(sd, str(tmp), metadata={"format": "pt", "model": "open_clip"})
-    atomic_write_text(config, json.dumps(VLM_CONFIG, indent=2) + "\n")
 
 
 def ship(run_dir: str | os.PathLike, dest_dir: str | os.PathLike, record: dict[str, Any]) -> Path:
