@@ -87,9 +87,8 @@ def test_demo_cache_writes_hold_the_cache_lock(
     held: list[str] = []
 
     def locked(what: str) -> None:
-        with pytest.raises(OutputError, match="in use by another linkhoi run"):
-            with output_lock(folder):
-                pass
+        with pytest.raises(OutputError, match="in use by another linkhoi run"), output_lock(folder):
+            pass
         held.append(what)
 
     def fake_generate(root: Path, **_: object) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from linkhoi.data.synthetic import generate_world
 from linkhoi.train.config import ConfigError, TrainConfig, apply_overrides
 from linkhoi.train.trainer import Trainer
 
@@ -22,31 +21,22 @@ TINY = (
 )
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
-    torch.set_num_threads(1)
-    return generate_world(
-        tmp_path_factory.mktemp("world"), num_train=8, num_test=4, image_size=(192, 192),
-        progress=False,
-    )  # fmt: skip
-
-
-def overrides(world, out: Path, *extra: str) -> list[str]:
+def overrides(tiny_world, out: Path, *extra: str) -> list[str]:
     return [
-        f"data.train={{path: {world.train}}}", f"data.image_root={world.images}",
+        f"data.train={{path: {tiny_world.train}}}", f"data.image_root={tiny_world.images}",
         "data.label_space=synthetic", TINY, "optim.batch_size=4", "optim.lr=1e-3",
         "optim.epochs=1", f"runtime.out_dir={out}", "runtime.progress=false", *extra,
     ]  # fmt: skip
 
 
-def config(world, out: Path, *extra: str) -> TrainConfig:
-    return apply_overrides(TrainConfig(), overrides(world, out, *extra))
+def config(tiny_world, out: Path, *extra: str) -> TrainConfig:
+    return apply_overrides(TrainConfig(), overrides(tiny_world, out, *extra))
 
 
-def yaml_config(world, tmp_path: Path, *lines: str) -> str:
+def yaml_config(tiny_world, tmp_path: Path, *lines: str) -> str:
     path = tmp_path / "c.yaml"
     path.write_text(
-        f"data:\n  train: {{path: {world.train}}}\n  image_root: {world.images}\n"
+        f"data:\n  train: {{path: {tiny_world.train}}}\n  image_root: {tiny_world.images}\n"
         f"  label_space: synthetic\n{TINY.replace('model=', 'model: ')}\n"
         "optim: {batch_size: 4, epochs: 2, lr: 0.001}\nruntime: {progress: false}\n"
         + "".join(f"{line}\n" for line in lines)
@@ -58,10 +48,10 @@ def log_epochs(out: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()]
 
 
-def test_item07_train_refuses_existing_run(world, tmp_path: Path, capsys) -> None:
+def test_item07_train_refuses_existing_run(tiny_world, tmp_path: Path, capsys) -> None:
     from linkhoi.cli import main
 
-    cfg, out = yaml_config(world, tmp_path), tmp_path / "run"
+    cfg, out = yaml_config(tiny_world, tmp_path), tmp_path / "run"
     assert main(["train", cfg, "--out", str(out), "optim.epochs=1"]) == 0
     before = (out / "last.pt").read_bytes(), (out / "log.jsonl").read_text()
     capsys.readouterr()
@@ -75,13 +65,13 @@ def test_item07_train_refuses_existing_run(world, tmp_path: Path, capsys) -> Non
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
 
 
-def test_item08_two_trainings_cannot_share_a_folder(world, tmp_path: Path) -> None:
+def test_item08_two_trainings_cannot_share_a_folder(tiny_world, tmp_path: Path) -> None:
     from linkhoi.io import OutputError
     from linkhoi.outputs import output_lock
 
     out = tmp_path / "run"
     with output_lock(out, command="linkhoi train other.yaml"):  # another run writes here
-        trainer = Trainer(config(world, out))
+        trainer = Trainer(config(tiny_world, out))
         with pytest.raises(
             OutputError, match=rf"in use by another linkhoi run \(pid {os.getpid()}"
         ):
@@ -91,7 +81,7 @@ def test_item08_two_trainings_cannot_share_a_folder(world, tmp_path: Path) -> No
     assert trainer.fit()["status"] == "finished"
 
 
-def test_item09_resume_with_another_batch_size_skips_no_image(world, tmp_path: Path) -> None:
+def test_item09_resume_with_another_batch_size_skips_no_image(tiny_world, tmp_path: Path) -> None:
     seen: list[int] = []
 
     def recording(trainer: Trainer) -> Trainer:
@@ -102,10 +92,10 @@ def test_item09_resume_with_another_batch_size_skips_no_image(world, tmp_path: P
         return trainer
 
     out = tmp_path / "run"
-    first = recording(Trainer(config(world, out, "optim.batch_size=2", "runtime.max_steps=1")))
+    first = recording(Trainer(config(tiny_world, out, "optim.batch_size=2", "runtime.max_steps=1")))
     assert first.fit()["status"] == "stopped" and len(seen) == 2
     with pytest.warns(UserWarning, match="optim.batch_size: 2 -> 4"):
-        resumed = recording(Trainer(config(world, out, "optim.batch_size=4"), resume=True))
+        resumed = recording(Trainer(config(tiny_world, out, "optim.batch_size=4"), resume=True))
     assert resumed.images_in_epoch == 2
     assert resumed.fit()["status"] == "finished"
     assert sorted(seen) == list(range(8))  # every image once: 2 + 6, none skipped
@@ -113,22 +103,22 @@ def test_item09_resume_with_another_batch_size_skips_no_image(world, tmp_path: P
 
 @pytest.mark.filterwarnings("ignore:.*differs from the checkpoint")
 def test_item10_log_line_after_checkpoint_and_whole_epoch_means(
-    world, tmp_path: Path, monkeypatch
+    tiny_world, tmp_path: Path, monkeypatch
 ) -> None:
     from linkhoi.train import run_folder
 
-    full = Trainer(config(world, tmp_path / "full", "optim.batch_size=2", "optim.epochs=2"))
+    full = Trainer(config(tiny_world, tmp_path / "full", "optim.batch_size=2", "optim.epochs=2"))
     full.fit()
     expected = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").open()]
     out = tmp_path / "run"
     common = ("optim.batch_size=2", "optim.epochs=2")
-    Trainer(config(world, out, *common, "runtime.max_steps=1")).fit()  # stop mid-epoch 1
+    Trainer(config(tiny_world, out, *common, "runtime.max_steps=1")).fit()  # stop mid-epoch 1
 
     class Killed(BaseException):
         pass
 
     # Killed while the epoch-end checkpoint is written: no log line may exist for it.
-    resumed = Trainer(config(world, out, *common), resume=True)
+    resumed = Trainer(config(tiny_world, out, *common), resume=True)
 
     def killed_save():
         raise Killed
@@ -145,19 +135,19 @@ def test_item10_log_line_after_checkpoint_and_whole_epoch_means(
 
     monkeypatch.setattr(run_folder, "append_log", killed_append)
     with pytest.raises(Killed):
-        Trainer(config(world, out, *common), resume=True).fit()
+        Trainer(config(tiny_world, out, *common), resume=True).fit()
     monkeypatch.setattr(run_folder, "append_log", real_append)
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
-    assert Trainer(config(world, out, *common), resume=True).fit()["status"] == "finished"
+    assert Trainer(config(tiny_world, out, *common), resume=True).fit()["status"] == "finished"
     got = [json.loads(line) for line in (out / "log.jsonl").open()]
     assert [r["epoch"] for r in got] == [1, 2]
     for a, b in zip(expected, got, strict=True):  # means over the whole epoch, resumed or not
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
 
 
-def test_item11_sigterm_during_validation_is_honoured(world, tmp_path: Path) -> None:
-    val = (f"data.val={{path: {world.test}}}", f"data.val_image_root={world.images}")
-    trainer = Trainer(config(world, tmp_path, *val))
+def test_item11_sigterm_during_validation_is_honoured(tiny_world, tmp_path: Path) -> None:
+    val = (f"data.val={{path: {tiny_world.test}}}", f"data.val_image_root={tiny_world.images}")
+    trainer = Trainer(config(tiny_world, tmp_path, *val))
     items = trainer.data.val_items
     validated: list[str] = []
 
@@ -174,13 +164,13 @@ def test_item11_sigterm_during_validation_is_honoured(world, tmp_path: Path) -> 
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1  # epoch kept
     assert not (tmp_path / "log.jsonl").exists()
     # Resuming validates the epoch and writes its line.
-    assert Trainer(config(world, tmp_path, *val), resume=True).fit()["status"] == "finished"
+    assert Trainer(config(tiny_world, tmp_path, *val), resume=True).fit()["status"] == "finished"
     (record,) = [json.loads(line) for line in (tmp_path / "log.jsonl").open()]
     assert record["epoch"] == 1 and "map" in record["eval"]
 
 
 def test_item12_stale_temporaries_resume_without_checkpoint_durable_writes(
-    world, tmp_path: Path, monkeypatch
+    tiny_world, tmp_path: Path, monkeypatch
 ) -> None:
     import linkhoi.io
 
@@ -189,7 +179,7 @@ def test_item12_stale_temporaries_resume_without_checkpoint_durable_writes(
     stale = out / ".last.pt.k3j4h5.tmp"  # a kill during the first checkpoint write
     stale.write_bytes(b"half a checkpoint")
     with pytest.warns(UserWarning, match="no checkpoint to resume from; starting a new run"):
-        trainer = Trainer(config(world, out, "runtime.max_steps=1"), resume=True)
+        trainer = Trainer(config(tiny_world, out, "runtime.max_steps=1"), resume=True)
     synced: list[str] = []
     real = linkhoi.io.os.fsync
     monkeypatch.setattr(
@@ -204,12 +194,12 @@ def test_item12_stale_temporaries_resume_without_checkpoint_durable_writes(
 
 
 def test_item13_ctrl_c_twice_and_during_start_up_one_line(
-    world, tmp_path: Path, monkeypatch, capsys
+    tiny_world, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     from linkhoi.cli import main
     from linkhoi.train import trainer as trainer_module
 
-    cfg = yaml_config(world, tmp_path)
+    cfg = yaml_config(tiny_world, tmp_path)
     step = Trainer._optimizer_step
 
     def step_then_two_interrupts(self) -> None:
@@ -238,11 +228,11 @@ def test_item13_ctrl_c_twice_and_during_start_up_one_line(
 
 
 def test_item14_full_disk_train_one_line_checkpoint_intact(
-    world, tmp_path: Path, monkeypatch, capsys
+    tiny_world, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     from linkhoi.cli import main
 
-    cfg, out = yaml_config(world, tmp_path), tmp_path / "run"
+    cfg, out = yaml_config(tiny_world, tmp_path), tmp_path / "run"
     assert main(["train", cfg, "--out", str(out), "runtime.max_steps=1"]) == 130 - 130
     good = (out / "last.pt").read_bytes()
     capsys.readouterr()
@@ -262,11 +252,11 @@ def test_item14_full_disk_train_one_line_checkpoint_intact(
 
 
 def test_issue14_item05_one_summary_line_per_epoch_1_based(
-    world, tmp_path: Path, monkeypatch, capsys
+    tiny_world, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     from linkhoi.cli import main
 
-    cfg, out = yaml_config(world, tmp_path), tmp_path / "run"
+    cfg, out = yaml_config(tiny_world, tmp_path), tmp_path / "run"
     step = Trainer._optimizer_step
 
     def step_then_interrupt(self) -> None:  # Ctrl-C in the middle of epoch 2 of 2
@@ -289,18 +279,20 @@ def test_issue14_item05_one_summary_line_per_epoch_1_based(
     assert lines[2].startswith("teacher finished at epoch 2/2, step 4;")
 
 
-def test_issue14_item07_nothing_created_before_validation(world, tmp_path: Path, capsys) -> None:
+def test_issue14_item07_nothing_created_before_validation(
+    tiny_world, tmp_path: Path, capsys
+) -> None:
     from linkhoi.cli import main
 
-    cfg, out = yaml_config(world, tmp_path), tmp_path / "run"
+    cfg, out = yaml_config(tiny_world, tmp_path), tmp_path / "run"
     assert main(["train", cfg, "--out", str(out), f"data.image_root={tmp_path / 'nope'}"]) == 2
     assert "data.image_root" in capsys.readouterr().err
     assert not out.exists()
 
 
-def test_item17_zero_area_ground_truth_refused_or_warned(world, tmp_path: Path) -> None:
-    data = json.loads(Path(world.train).read_text())
-    data["image_root"] = str(world.images)
+def test_item17_zero_area_ground_truth_refused_or_warned(tiny_world, tmp_path: Path) -> None:
+    data = json.loads(Path(tiny_world.train).read_text())
+    data["image_root"] = str(tiny_world.images)
     good = json.loads(json.dumps(data))
     for rec in data["images"]:
         for b in rec["boxes"]:
@@ -308,7 +300,7 @@ def test_item17_zero_area_ground_truth_refused_or_warned(world, tmp_path: Path) 
     flat = tmp_path / "flat.json"
     flat.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="every ground-truth pair has a zero-area"):
-        Trainer(config(world, tmp_path / "a", f"data.train={{path: {flat}}}"))
+        Trainer(config(tiny_world, tmp_path / "a", f"data.train={{path: {flat}}}"))
     # Only the first image broken: a warning naming it; training goes on.
     first = data["images"][0]
     good["images"][0] = first
@@ -316,4 +308,4 @@ def test_item17_zero_area_ground_truth_refused_or_warned(world, tmp_path: Path) 
     some.write_text(json.dumps(good))
     match = rf"1 of 8 images have only pairs with a zero-area box .*{first['file_name']}"
     with pytest.warns(UserWarning, match=match):
-        Trainer(config(world, tmp_path / "b", f"data.train={{path: {some}}}"))
+        Trainer(config(tiny_world, tmp_path / "b", f"data.train={{path: {some}}}"))

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from linkhoi.data.synthetic import generate_world
 from linkhoi.train.config import TrainConfig, apply_overrides
 from linkhoi.train.trainer import Trainer
 
@@ -29,22 +28,13 @@ STUDENT_MODEL = (
 )
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
-    torch.set_num_threads(1)
-    return generate_world(
-        tmp_path_factory.mktemp("world"), num_train=8, num_test=4, image_size=(192, 192),
-        progress=False,
-    )  # fmt: skip
-
-
-def make_config(world, out: Path, *overrides: str) -> TrainConfig:
+def make_config(tiny_world, out: Path, *overrides: str) -> TrainConfig:
     cfg = TrainConfig()
     return apply_overrides(
         cfg,
         [
-            f"data.train={{path: {world.train}}}",
-            f"data.image_root={world.images}",
+            f"data.train={{path: {tiny_world.train}}}",
+            f"data.image_root={tiny_world.images}",
             "data.label_space=synthetic",
             TINY_MODEL,
             "optim.batch_size=4",
@@ -57,10 +47,12 @@ def make_config(world, out: Path, *overrides: str) -> TrainConfig:
     )
 
 
-def test_teacher_loss_decreases_and_outputs_written(world, tmp_path: Path) -> None:
+def test_teacher_loss_decreases_and_outputs_written(tiny_world, tmp_path: Path) -> None:
     # One batch holds all 8 images, so every step sees the same data and the loss is comparable.
     out = tmp_path / "teacher"
-    cfg = make_config(world, out, "optim.batch_size=8", "optim.epochs=30", "runtime.max_steps=30")
+    cfg = make_config(
+        tiny_world, out, "optim.batch_size=8", "optim.epochs=30", "runtime.max_steps=30"
+    )
     trainer = Trainer(cfg)
     result = trainer.fit()
     assert result == {"status": "finished", "epoch": 30, "step": 30}
@@ -82,9 +74,9 @@ def test_teacher_loss_decreases_and_outputs_written(world, tmp_path: Path) -> No
 
 
 @pytest.fixture(scope="module")
-def teacher_ckpt(world, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def teacher_ckpt(tiny_world, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("teacher")
-    Trainer(make_config(world, out, "runtime.max_steps=2")).fit()
+    Trainer(make_config(tiny_world, out, "runtime.max_steps=2")).fit()
     return out / "last.pt"
 
 
@@ -92,12 +84,14 @@ def teacher_ckpt(world, tmp_path_factory: pytest.TempPathFactory) -> Path:
     "levels",
     [("logit", "query", "map"), ("logit",), ("query",), ("map",), ()],
 )
-def test_student_step_with_each_distillation_level(world, teacher_ckpt, tmp_path, levels) -> None:
+def test_student_step_with_each_distillation_level(
+    tiny_world, teacher_ckpt, tmp_path, levels
+) -> None:
     switches = [
         f"distill.{lv}={'true' if lv in levels else 'false'}" for lv in ("logit", "query", "map")
     ]
     cfg = make_config(
-        world, tmp_path, STUDENT_MODEL, f"distill.teachers=[{teacher_ckpt}]", "runtime.max_steps=1",
+        tiny_world, tmp_path, STUDENT_MODEL, f"distill.teachers=[{teacher_ckpt}]", "runtime.max_steps=1",
         "runtime.feature_cache=false", *switches,
     )  # fmt: skip
     trainer = Trainer(cfg)
@@ -125,13 +119,15 @@ def test_student_step_with_each_distillation_level(world, teacher_ckpt, tmp_path
         assert "pair_adapter.weight" in ckpt["distiller"]
 
 
-def test_teacher_with_another_backbone_resolution(world, tmp_path: Path) -> None:
+def test_teacher_with_another_backbone_resolution(tiny_world, tmp_path: Path) -> None:
     # Teacher at 96 px (6x6 latent map), student at 64 px (4x4): two backbone forwards per
     # batch, the map KD resamples the teacher's map in space and channels.
     teacher_out = tmp_path / "t96"
-    Trainer(make_config(world, teacher_out, "model.image_size=96", "runtime.max_steps=1")).fit()
+    Trainer(
+        make_config(tiny_world, teacher_out, "model.image_size=96", "runtime.max_steps=1")
+    ).fit()
     cfg = make_config(
-        world, tmp_path / "s", STUDENT_MODEL, f"distill.teachers=[{teacher_out / 'last.pt'}]",
+        tiny_world, tmp_path / "s", STUDENT_MODEL, f"distill.teachers=[{teacher_out / 'last.pt'}]",
         "runtime.max_steps=1", "runtime.feature_cache=false",
     )  # fmt: skip
     trainer = Trainer(cfg)
@@ -149,12 +145,12 @@ def test_teacher_with_another_backbone_resolution(world, tmp_path: Path) -> None
     }
 
 
-def test_cli_train_and_errors(world, tmp_path: Path, capsys) -> None:
+def test_cli_train_and_errors(tiny_world, tmp_path: Path, capsys) -> None:
     from linkhoi.cli import main
 
     config = tmp_path / "c.yaml"
     config.write_text(
-        f"data:\n  train: {{path: {world.train}}}\n  image_root: {world.images}\n"
+        f"data:\n  train: {{path: {tiny_world.train}}}\n  image_root: {tiny_world.images}\n"
         "model: {backbone: tiny, d_model: 32, d_pair: 32, d_latent: 32, num_heads: 4, "
         "pe_dims: 16, spatial_hidden: [32, 32]}\noptim: {batch_size: 4, epochs: 1}\n"
         "runtime: {progress: false}\n"
@@ -184,8 +180,8 @@ def test_cli_train_and_errors(world, tmp_path: Path, capsys) -> None:
     assert "proposals: unknown key(s) ['max_human']" in capsys.readouterr().err
 
 
-def test_feature_cache_skips_the_backbone_next_time(world, tmp_path: Path) -> None:
-    cfg = make_config(world, tmp_path, "optim.epochs=1", f"runtime.cache_dir={tmp_path / 'c'}")
+def test_feature_cache_skips_the_backbone_next_time(tiny_world, tmp_path: Path) -> None:
+    cfg = make_config(tiny_world, tmp_path, "optim.epochs=1", f"runtime.cache_dir={tmp_path / 'c'}")
     first = Trainer(cfg)
     calls: list[int] = []
     first.model.backbone.register_forward_hook(lambda *_: calls.append(1))
@@ -203,15 +199,15 @@ def _final_state(trainer: Trainer) -> tuple[dict, dict]:
     return trainer.model.state_dict(), trainer.optimizer.state_dict()
 
 
-def test_resume_mid_epoch_is_bit_identical(world, tmp_path: Path) -> None:
+def test_resume_mid_epoch_is_bit_identical(tiny_world, tmp_path: Path) -> None:
     # dropout on, augmentation on, accumulation 2, an lr drop, a stop in the middle of epoch 2.
     common = [
         "model.dropout=0.1", "data.augment=true", "optim.batch_size=2", "optim.accumulate=2",
         "optim.lr_drop=[1]", "optim.epochs=3",
     ]  # fmt: skip
-    full = Trainer(make_config(world, tmp_path / "full", *common, "runtime.max_steps=5"))
+    full = Trainer(make_config(tiny_world, tmp_path / "full", *common, "runtime.max_steps=5"))
     full.fit()
-    part = Trainer(make_config(world, tmp_path / "part", *common, "runtime.max_steps=3"))
+    part = Trainer(make_config(tiny_world, tmp_path / "part", *common, "runtime.max_steps=3"))
     assert part.fit() == {"status": "stopped", "epoch": 1, "step": 3}
     assert torch.load(tmp_path / "part" / "last.pt", weights_only=True)["batch_in_epoch"] == 2
     del part
@@ -220,7 +216,7 @@ def test_resume_mid_epoch_is_bit_identical(world, tmp_path: Path) -> None:
         UserWarning, match=r"differs from the checkpoint's: runtime.max_steps: 3 -> 5$"
     ):
         resumed = Trainer(
-            make_config(world, tmp_path / "part", *common, "runtime.max_steps=5"), resume=True
+            make_config(tiny_world, tmp_path / "part", *common, "runtime.max_steps=5"), resume=True
         )
     assert (resumed.epoch, resumed.step, resumed.batch_in_epoch) == (1, 3, 2)
     resumed.fit()
@@ -236,8 +232,8 @@ def test_resume_mid_epoch_is_bit_identical(world, tmp_path: Path) -> None:
     assert [h["loss"] for h in full.history[3:]] == [h["loss"] for h in resumed.history]
 
 
-def test_sigterm_writes_checkpoint_and_stops(world, tmp_path: Path) -> None:
-    trainer = Trainer(make_config(world, tmp_path, "optim.batch_size=1", "optim.epochs=2"))
+def test_sigterm_writes_checkpoint_and_stops(tiny_world, tmp_path: Path) -> None:
+    trainer = Trainer(make_config(tiny_world, tmp_path, "optim.batch_size=1", "optim.epochs=2"))
     step = trainer._optimizer_step
 
     def step_then_signal() -> None:
@@ -256,8 +252,10 @@ def test_sigterm_writes_checkpoint_and_stops(world, tmp_path: Path) -> None:
             assert torch.equal(ckpt["model"][k], v), k
 
 
-def test_zero_shot_rows_keep_clip_init(world, tmp_path: Path) -> None:
-    trainer = Trainer(make_config(world, tmp_path, "data.zero_shot=unseen", "runtime.max_steps=4"))
+def test_zero_shot_rows_keep_clip_init(tiny_world, tmp_path: Path) -> None:
+    trainer = Trainer(
+        make_config(tiny_world, tmp_path, "data.zero_shot=unseen", "runtime.max_steps=4")
+    )
     unseen = sorted(trainer.label_space.subsets["unseen"])
     assert all(p.hoi not in unseen for s in trainer.samples for p in s.pairs)
     init = trainer.model.text.detach().clone()
@@ -269,24 +267,26 @@ def test_zero_shot_rows_keep_clip_init(world, tmp_path: Path) -> None:
     assert not torch.equal(text[seen], init[seen])
 
 
-def test_text_lr_scale_freezes_or_slows_the_classifier_rows(world, tmp_path: Path) -> None:
+def test_text_lr_scale_freezes_or_slows_the_classifier_rows(tiny_world, tmp_path: Path) -> None:
     frozen = Trainer(
-        make_config(world, tmp_path / "a", "optim.text_lr_scale=0", "runtime.max_steps=3")
+        make_config(tiny_world, tmp_path / "a", "optim.text_lr_scale=0", "runtime.max_steps=3")
     )
     text = frozen.model.text
     assert not text.requires_grad
     assert all(p is not text for g in frozen.optimizer.param_groups for p in g["params"])
     frozen.fit()
     assert torch.equal(frozen.model.text.detach(), frozen.model.text_init)  # every row: the prompt
-    slow = Trainer(make_config(world, tmp_path / "b", "optim.text_lr_scale=0.25", "optim.lr=4e-4"))
+    slow = Trainer(
+        make_config(tiny_world, tmp_path / "b", "optim.text_lr_scale=0.25", "optim.lr=4e-4")
+    )
     groups = slow.optimizer.param_groups
     assert [g["lr"] for g in groups] == [pytest.approx(4e-4), pytest.approx(1e-4)]
     assert groups[1]["params"] == [slow.model.text]
 
 
-def test_per_epoch_evaluation_logged(world, tmp_path: Path) -> None:
+def test_per_epoch_evaluation_logged(tiny_world, tmp_path: Path) -> None:
     cfg = make_config(
-        world, tmp_path, f"data.val={{path: {world.test}}}", f"data.val_image_root={world.images}",
+        tiny_world, tmp_path, f"data.val={{path: {tiny_world.test}}}", f"data.val_image_root={tiny_world.images}",
         "optim.epochs=1",
     )  # fmt: skip
     Trainer(cfg).fit()
@@ -295,9 +295,9 @@ def test_per_epoch_evaluation_logged(world, tmp_path: Path) -> None:
     assert 0.0 <= record["eval"]["map"]["full"] <= 1.0
 
 
-def test_training_from_a_detection_file_with_augmentation(world, tmp_path: Path) -> None:
+def test_training_from_a_detection_file_with_augmentation(tiny_world, tmp_path: Path) -> None:
     cfg = make_config(
-        world, tmp_path, f"data.detections={world.train_detections['noisy']}",
+        tiny_world, tmp_path, f"data.detections={tiny_world.train_detections['noisy']}",
         "data.augment=true", "runtime.max_steps=2",
     )  # fmt: skip
     trainer = Trainer(cfg)
@@ -307,12 +307,12 @@ def test_training_from_a_detection_file_with_augmentation(world, tmp_path: Path)
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in trainer.history)
 
 
-def test_accumulated_step_equals_one_large_batch(world, tmp_path: Path) -> None:
+def test_accumulated_step_equals_one_large_batch(tiny_world, tmp_path: Path) -> None:
     # 2 micro-batches of 2 images must give the gradient of one batch of the same 4 images:
     # L_M is divided by the positives of the whole step (docs/method.md §5), not each micro-batch's.
     def first_step_grads(name: str, *overrides: str):
         cfg = make_config(
-            world, tmp_path / name, "optim.epochs=1", "runtime.max_steps=1", "optim.clip_grad=0",
+            tiny_world, tmp_path / name, "optim.epochs=1", "runtime.max_steps=1", "optim.clip_grad=0",
             "runtime.feature_cache=false", *overrides,
         )  # fmt: skip
         trainer = Trainer(cfg)
