@@ -18,8 +18,12 @@ MODELS = [f"{v}_{s}.pt" for v in ("pretrained", "random") for s in ("teacher", "
 @pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--no-progress", "--out", str(out)]) == 0
+    assert main(["demo", "--quick", "--no-progress", "--jobs", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
+    # the two VLMs trained in processes of their own, each with its training log
+    for name in ("pretrained", "random"):
+        assert f"{name} teacher" in printed and f"{name} student" in printed
+        assert "epoch 10/10" in (out / "runs" / f"{name}.log").read_text()
     assert "pretrained teacher  gt" in printed and "random     student  noisy" in printed
     assert "open vocabulary, 'point at'" in printed
 
@@ -115,3 +119,21 @@ def test_demo_cache_writes_hold_the_cache_lock(
     assert held == ["world", "random vlm"]
     assert Path(vlms["random"]["weights"]).is_file()
     assert not (folder / ".linkhoi.lock").exists()  # released
+
+
+def test_demo_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--jobs wins (clamped to the two VLMs); by default two pipelines at once on a CPU with
+    two or more cores, one on a single core or on a GPU."""
+    from types import SimpleNamespace
+
+    from linkhoi import demo
+
+    def jobs(cores: int, device: str = "cpu", given: int | None = None) -> int:
+        monkeypatch.setattr(
+            demo.os, "sched_getaffinity", lambda _: set(range(cores)), raising=False
+        )
+        return demo._jobs(SimpleNamespace(jobs=given, device=device))
+
+    assert jobs(2) == 2 and jobs(16) == 2 and jobs(1) == 1
+    assert jobs(1, given=2) == 2 and jobs(8, given=1) == 1 and jobs(8, given=5) == 2
+    assert jobs(8, given=0) == 1

@@ -60,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="world and training seed")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="VLM pipelines trained at once, each in its own process (default: 2 on a CPU with "
+        "at least 2 cores, else 1; the two VLMs' models are independent)",
+    )
 
 
 def world_paths(root: Path) -> WorldPaths:
@@ -159,6 +166,75 @@ def _train(cfg: Any, dest: Path) -> dict[str, Any]:
     return {"loss": trainer.history[-1]["loss"] if trainer.history else float("nan"), **status}
 
 
+def _train_vlm(name: str, vlm: dict[str, Any], world: WorldPaths, out: Path, args: Any,
+               log: Path | None = None) -> dict[str, float]:  # fmt: skip
+    """Teacher then student for one VLM; ``log``: their training output goes to that file
+    (parallel runs would interleave it). Returns the seconds each took."""
+    import contextlib
+
+    s = SETTINGS["quick" if args.quick else "default"]
+    times = {}
+    with contextlib.ExitStack() as stack:
+        if log is not None:
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(log, "w"))))
+        for stage in ("teacher", "student"):
+            t = time.perf_counter()
+            teacher = out / f"{name}_teacher.pt" if stage == "student" else None
+            cfg = _train_config(stage, world, out / "runs" / f"{name}_{stage}", vlm,
+                                s[f"{stage}_epochs"], args, teacher)  # fmt: skip
+            _train(cfg, out / f"{name}_{stage}.pt")
+            times[f"{name}_{stage}"] = time.perf_counter() - t
+    return times
+
+
+def _jobs(args: Any) -> int:
+    """How many VLM pipelines train at once: ``--jobs``, else 2 on a CPU with 2+ cores."""
+    if args.jobs is not None:
+        return max(1, min(2, args.jobs))
+    from linkhoi.devices import resolve_device
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    on_cpu = resolve_device(None if args.device == "auto" else args.device).type == "cpu"
+    return 2 if on_cpu and (cores or 1) >= 2 else 1
+
+
+def _worker(name: str, vlm: dict[str, Any], world: WorldPaths, out: Path, args: Any,
+            threads: int) -> dict[str, float]:  # fmt: skip
+    import torch
+
+    torch.set_num_threads(threads)  # the cores are shared between the pipelines
+    torch.manual_seed(args.seed)
+    args.no_progress = True
+    return _train_vlm(name, vlm, world, out, args, out / "runs" / f"{name}.log")
+
+
+def _train_all(
+    vlms: dict[str, dict[str, Any]], world: WorldPaths, out: Path, args: Any, jobs: int
+) -> dict[str, float]:
+    """Both VLMs' teacher and student, one VLM after the other or ``jobs`` at once in
+    processes of their own; prints a line as each model is ready."""
+    times: dict[str, float] = {}
+    if jobs <= 1:
+        for name, vlm in vlms.items():
+            times.update(_train_vlm(name, vlm, world, out, args))
+        return times
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    import torch
+
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    threads = max(1, torch.get_num_threads() // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_worker, n, v, world, out, args, threads): n
+                   for n, v in vlms.items()}  # fmt: skip
+        for fut in as_completed(futures):
+            done = fut.result()  # a worker's DemoError is raised here, in the parent
+            times.update(done)
+            print("      " + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in done.items()))
+    return times
+
+
 def _copy_data(world: WorldPaths, out: Path) -> None:
     data = out / "data"
     (data / "images").mkdir(parents=True, exist_ok=True)
@@ -210,23 +286,16 @@ def _run(args: argparse.Namespace) -> int:
     print("[2/6] VLMs: the shipped pretrained tiny CLIP, and the same with random weights")
     vlms = _vlms()
     times["vlms"] = time.perf_counter() - t
-    for k, (stage, epochs) in enumerate(
-        (("teacher", s["teacher_epochs"]), ("student", s["student_epochs"]))
-    ):
-        t = time.perf_counter()
-        what = (
-            "teacher (ground truth only)"
-            if stage == "teacher"
-            else "student (ground truth + the teacher's dense supervision)"
-        )
-        print(f"[{3 + k}/6] {what}: {epochs} epochs, once per VLM")
-        for name, vlm in vlms.items():
-            teacher = out / f"{name}_teacher.pt" if stage == "student" else None
-            cfg = _train_config(
-                stage, world, out / "runs" / f"{name}_{stage}", vlm, epochs, args, teacher
-            )
-            _train(cfg, out / f"{name}_{stage}.pt")
-        times[stage] = time.perf_counter() - t
+    t = time.perf_counter()
+    jobs = _jobs(args)
+    print(
+        f"[3/6] teacher (ground truth only): {s['teacher_epochs']} epochs, once per VLM"
+        f"\n[4/6] student (ground truth + the teacher's dense supervision): "
+        f"{s['student_epochs']} epochs, once per VLM"
+        + (f" ({jobs} processes; training logs in {out / 'runs'})" if jobs > 1 else "")
+    )
+    times.update(_train_all(vlms, world, out, args, jobs))
+    times["training"] = time.perf_counter() - t
     t = time.perf_counter()
     print("[5/6] evaluation: HICO-DET protocol, zero-shot subsets, open vocabulary")
     space = labels.load("synthetic")
