@@ -202,6 +202,31 @@ def test_hf_errors_name_the_file(folders: dict, tmp_path: Path) -> None:
         load_backbone(f"hf:{folders['siglip'][1]}", folders["clip"][1] / "model.safetensors")
 
 
+def test_hf_tokenizer_from_another_folder(folders: dict, tmp_path: Path) -> None:
+    """tokenizer=DIR: the tokenizer files of another folder, the same text as the folder's own;
+    the files' hash is the text cache key's, also for a checkpoint whose folder is gone."""
+    import shutil
+
+    from linkhoi.model.backbones import rebuild_backbone
+
+    bare, tok = tmp_path / "bare", tmp_path / "tok"
+    shutil.copytree(folders["siglip"][1], bare)
+    tok.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (bare / name).rename(tok / name)
+    own = load_backbone(f"hf:{folders['siglip'][1]}")
+    bb = load_backbone(f"hf:{bare}", tokenizer=tok)
+    assert torch.equal(bb.encode_text(PROMPTS), own.encode_text(PROMPTS))
+    assert bb.info["tokenizer_sha256"] == own.info["tokenizer_sha256"] != ""
+    record = {**bb.record(), "included": True}
+    shutil.rmtree(bare)
+    gone = rebuild_backbone(record)  # the recorded tokenizer folder is still there
+    gone.load_state_dict(bb.state_dict())
+    assert torch.equal(gone.encode_text(PROMPTS), own.encode_text(PROMPTS))
+    with pytest.raises(BackboneError, match="no text tower"):
+        load_backbone(f"hf:{folders['dinov2'][1]}", tokenizer=tok)
+
+
 def test_clip_folder_without_tokenizer_uses_open_clip_bpe(tmp_path: Path) -> None:
     import open_clip
 
@@ -327,7 +352,8 @@ def test_model_cost_benchmark_takes_any_spec(folders: dict, capsys) -> None:
 
 def test_teachers_of_other_families_distil_into_a_clip_student(folders: dict, tmp_path: Path):
     """The multi-teacher variant: a CLIP teacher and a SigLIP teacher (another backbone, grid
-    and width) distil into a tiny CLIP student; every KD level gives a finite loss."""
+    and width), here with a DINOv2 teacher (CLIP text tower) too, distil into a tiny CLIP
+    student; every KD level gives a finite loss."""
     from linkhoi.data.synthetic import generate_world
     from linkhoi.model import LinkConfig, create_model
     from linkhoi.model.checkpoint import model_payload, save_checkpoint
@@ -337,8 +363,11 @@ def test_teachers_of_other_families_distil_into_a_clip_student(folders: dict, tm
     head = dict(d_model=16, d_pair=16, d_latent=16, num_heads=4, pe_dims=16,
                 spatial_hidden=(16, 16))  # fmt: skip
     teachers = []
-    for name, spec in (("clip", "tiny"), ("siglip", f"hf:{folders['siglip'][1]}")):
-        model = create_model(LinkConfig(backbone=spec, **head), "synthetic", device="cpu")
+    dino, clip = (f"hf:{folders[k][1]}" for k in ("dinov2", "clip"))
+    for name, spec, text in (("clip", "tiny", None), ("siglip", f"hf:{folders['siglip'][1]}", None),
+                             ("dinov2", dino, clip)):  # fmt: skip
+        config = LinkConfig(backbone=spec, text_backbone=text, **head)
+        model = create_model(config, "synthetic", device="cpu")
         teachers.append(str(save_checkpoint(tmp_path / f"{name}.pt", model_payload(model))))
     world = generate_world(tmp_path / "w", num_train=2, num_test=1, image_size=(192, 192),
                            progress=False)  # fmt: skip
@@ -349,7 +378,7 @@ def test_teachers_of_other_families_distil_into_a_clip_student(folders: dict, tm
         "runtime.progress=false",
     ])  # fmt: skip
     trainer = Trainer(cfg)
-    assert len(trainer.teachers) == 2 and len(trainer.data.groups) == 2  # two backbones
+    assert len(trainer.teachers) == 3 and len(trainer.data.groups) == 3  # three backbones
     assert trainer.fit()["step"] == 1
     last = trainer.history[-1]
     assert all(torch.isfinite(torch.tensor(last[k])) for k in ("kd_logit", "kd_query", "kd_map"))

@@ -60,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbs", help='open vocabulary: "ride,feed" (any object)')
     parser.add_argument("--hois", help='open vocabulary: "ride horse; feed giraffe"')
     parser.add_argument("--clip-weights", help="CLIP weights when the checkpoint lacks them")
+    parser.add_argument(
+        "--text-weights", help="weights of model.text_backbone when the checkpoint lacks them"
+    )
+    parser.add_argument(
+        "--tokenizer",
+        help="folder of the text tower's tokenizer files (tokenizer.json, ...) when the one "
+        "recorded in the checkpoint moved (open_clip SigLIP models, hf:DIR folders)",
+    )
     parser.add_argument("--no-draw", action="store_true", help="write no annotated images")
     parser.add_argument("--max-draw", type=int, default=20, help="triplets drawn per image")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
@@ -131,8 +139,14 @@ def _run(args: argparse.Namespace) -> int:
         raise InferenceError(f"--threshold {args.threshold}: must be in [0, 1]")
     if args.max_draw < 0:
         raise InferenceError(f"--max-draw {args.max_draw}: must be >= 0")
-    if args.clip_weights is not None and not Path(args.clip_weights).exists():
-        raise InferenceError(f"--clip-weights {args.clip_weights}: no such file or folder")
+    paths = {
+        "--clip-weights": args.clip_weights,
+        "--text-weights": args.text_weights,
+        "--tokenizer": args.tokenizer,
+    }
+    for flag, value in paths.items():
+        if value is not None and not Path(value).exists():
+            raise InferenceError(f"{flag} {value}: no such file or folder")
     images = expand_images(args.images)
     if not images:  # before the checkpoint is loaded: nothing to do is said at once
         raise InferenceError(
@@ -148,7 +162,11 @@ def _run(args: argparse.Namespace) -> int:
     if objects is not None and not objects:
         raise InferenceError("--objects: no object given")
     predictor = Predictor.from_checkpoint(
-        args.checkpoint, clip_weights=args.clip_weights, device=args.device
+        args.checkpoint,
+        clip_weights=args.clip_weights,
+        device=args.device,
+        text_weights=args.text_weights,
+        tokenizer=args.tokenizer,
     )
     if verbs or hois:
         prompts = predictor.set_vocabulary(verbs, hois, objects)

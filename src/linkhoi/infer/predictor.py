@@ -127,12 +127,19 @@ class Predictor:
         verbs: list[str] | None = None,
         hois: list[tuple[str, str]] | None = None,
         detector: DetectionsArg = None,
+        text_weights: str | Path | None = None,
+        tokenizer: str | Path | None = None,
     ) -> Predictor:
         """Load a linkhoi checkpoint (`linkhoi.model.checkpoint.load_model`); device cuda if
-        available else cpu. `verbs`/`hois` switch to an open vocabulary at once."""
+        available else cpu. `verbs`/`hois` switch to an open vocabulary at once. `text_weights`:
+        the text backbone's weights when not included; `tokenizer`: the text tower's tokenizer
+        folder when the recorded one moved."""
         from linkhoi.model.checkpoint import load_model
 
-        pred = cls(load_model(path, clip_weights=clip_weights, device=device), detector)
+        model = load_model(
+            path, clip_weights, device, text_weights=text_weights, tokenizer=tokenizer
+        )
+        pred = cls(model, detector)
         if verbs or hois:
             pred.set_vocabulary(verbs, hois)
         return pred

@@ -76,12 +76,15 @@ def load_model(
     clip_weights: str | Path | None = None,
     device: str | torch.device | None = None,
     text_weights: str | Path | None = None,
+    tokenizer: str | Path | None = None,
 ) -> LinkModel:
     """Rebuild a ``LinkModel`` from a checkpoint file (``torch.load(weights_only=True)``) or payload.
 
     When the backbone is not included, ``clip_weights`` must be the weights file it was trained
     with (its sha256 is compared); a random backbone is rebuilt from its seed and its hash
-    compared. Raises ``CheckpointError`` with the file and field on any mismatch.
+    compared. ``tokenizer``: the text tower's tokenizer folder when the recorded one moved
+    (its files' hash is compared with the recorded one). Raises ``CheckpointError`` with the
+    file and field on any mismatch.
     """
     from linkhoi.labels import LabelSpace
     from linkhoi.model.clip_loading import state_dict_sha256
@@ -111,7 +114,7 @@ def load_model(
     device = resolve_device(device)
 
     included, random_init = bool(info.get("included")), bool(info.get("random"))
-    backbone = _rebuild_checked(info, where, clip_weights, text_weights, device)
+    backbone = _rebuild_checked(info, where, clip_weights, text_weights, device, tokenizer)
     backbone.sha256 = backbone.info["sha256"] = info["sha256"]
     text = state.get("text") if isinstance(state, dict) else None
     if not isinstance(text, torch.Tensor):
@@ -145,6 +148,7 @@ def _rebuild_checked(
     clip_weights: str | Path | None,
     text_weights: str | Path | None,
     device: torch.device,
+    tokenizer: str | Path | None = None,
 ) -> Any:
     """The backbone of a checkpoint's ``backbone`` record, its weights checked by hash.
 
@@ -168,7 +172,8 @@ def _rebuild_checked(
             f"{where}: the text backbone {text_info['spec']!r} weights are not included; "
             f"pass text_weights= its weights file (sha256 {text_info['sha256'][:16]}...)"
         )
-    backbone = rebuild_backbone(info, clip_weights, device, text_weights)
+    backbone = rebuild_backbone(info, clip_weights, device, text_weights, tokenizer)
+    _check_tokenizer(backbone, text_info or info, where)
     tower = getattr(backbone, "text_tower", None)
     text_checked = text_weights is not None or not included
     if tower is not None and text_checked and tower.sha256 != text_info["sha256"]:
@@ -190,6 +195,21 @@ def _rebuild_checked(
                 f"{backbone.sha256}: not the backbone this model was trained with"
             )
     return backbone
+
+
+def _check_tokenizer(backbone: Any, record: dict[str, Any], where: str) -> None:
+    """The text tower's tokenizer files hash as recorded (when both are known)."""
+    tower = getattr(backbone, "text_tower", backbone)
+    want, got = record.get("tokenizer_sha256"), tower.info.get("tokenizer_sha256")
+    if want and got and want != got:
+        field = "backbone.tokenizer_sha256"
+        if tower is not backbone:
+            field = "backbone.text.tokenizer_sha256"
+        raise CheckpointError(
+            f"{where}: field {field!r} is {want} but the tokenizer files of "
+            f"{tower.info.get('tokenizer') or tower.spec} hash to {got}: not the tokenizer "
+            "this model was trained with"
+        )
 
 
 _SIZES = ("d_model", "d_pair", "d_latent", "num_heads", "pe_dims", "encoder_layers",

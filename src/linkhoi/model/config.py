@@ -26,6 +26,9 @@ class LinkConfig:
     image_size: int | None = None
     # A second spec whose text tower encodes the prompts, for vision-only backbones (DINOv2).
     text_backbone: str | None = None
+    # A local tokenizer folder of the text tower (open_clip models whose tokenizer open_clip
+    # fetches from a hub, e.g. open_clip:ViT-B-16-SigLIP; or another folder for hf:DIR).
+    tokenizer: str | None = None
     # Proposal filtering (§0): keyword arguments of `linkhoi.detections.filter_proposals` (its
     # defaults are UPT's). Kept with the model so inference filters as training did.
     proposals: dict[str, Any] = field(default_factory=dict)
@@ -116,6 +119,8 @@ class LinkConfig:
             raise ConfigError(
                 f"LinkConfig.logit_scale_init must be > 0, got {self.logit_scale_init}"
             )
+        if self.tokenizer is not None and not isinstance(self.tokenizer, str):
+            raise ConfigError(f"LinkConfig.tokenizer must be a folder path, got {self.tokenizer!r}")
         if self.image_size is not None and (
             not isinstance(self.image_size, int) or self.image_size <= 0
         ):

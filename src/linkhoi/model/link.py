@@ -222,7 +222,8 @@ def create_model(
     """Build a LINK model: the backbone of spec ``config.backbone`` (weights from a local file,
     or seeded random when ``clip_weights`` is None; see ``linkhoi.model.load_backbone``), the
     classifier initialised from cached text embeddings (from ``config.text_backbone``'s text
-    tower, with ``text_weights``, when the backbone has none)."""
+    tower, with ``text_weights``, when the backbone has none; ``config.tokenizer`` is a local
+    tokenizer folder for it)."""
     from linkhoi import labels
     from linkhoi.devices import resolve_device
     from linkhoi.model.backbones import load_backbone
@@ -237,6 +238,7 @@ def create_model(
         device,
         text_backbone=config.text_backbone,
         text_weights=text_weights,
+        tokenizer=config.tokenizer or None,
     )
     text = text_embeddings(backbone, backbone.info, label_space, config.text_template, cache_dir)
     return LinkModel(config, label_space, backbone, text).to(device)

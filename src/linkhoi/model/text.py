@@ -163,6 +163,12 @@ def _cache_key(
             "prompts": prompts,
             # The text tower, when it is another model's (a vision-only backbone).
             **({"text_sha256": info["text_sha256"]} if info.get("text_sha256") else {}),
+            # The tokenizer's files, when read from a folder (hf:DIR, SigLIP's tokenizer=DIR).
+            **(
+                {"tokenizer_sha256": info["tokenizer_sha256"]}
+                if info.get("tokenizer_sha256")
+                else {}
+            ),  # fmt: skip
         },
         sort_keys=True,
     )

@@ -29,9 +29,10 @@ class WithTextTower(Backbone):
                      "mean", "std", "interpolation"):  # fmt: skip
             setattr(self, name, getattr(vision, name))
         self.text_dim = text_tower.text_dim
-        # The text cache key must change with either tower.
+        # The text cache key must change with either tower (and the text tower's tokenizer).
         self.info = {**vision.info, "text_spec": text_tower.spec,
-                     "text_sha256": text_tower.sha256}  # fmt: skip
+                     "text_sha256": text_tower.sha256,
+                     "tokenizer_sha256": text_tower.info.get("tokenizer_sha256") or ""}  # fmt: skip
         self._freeze()
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +60,7 @@ def load_backbone(
     device: str | torch.device | None = None,
     text_backbone: str | None = None,
     text_weights: str | Path | None = None,
+    tokenizer: str | Path | None = None,
     **options: Any,
 ) -> Backbone:
     """The frozen backbone of ``spec`` in eval mode on ``device``.
@@ -68,10 +70,15 @@ def load_backbone(
     random initialisation, or the folder's own weights for ``hf:DIR``). ``image_size``: the
     input resolution R (None: the model's native one). ``text_backbone`` (+ ``text_weights``):
     another spec whose text tower encodes the prompts (for vision-only models such as DINOv2).
+    ``tokenizer``: a local tokenizer folder for the text tower that encodes the prompts (the
+    text backbone's when there is one): open_clip models whose tokenizer open_clip fetches
+    from a hub (SigLIP), or another folder than an ``hf:DIR``'s own.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise BackboneError(f"backbone spec must be a non-empty string, got {spec!r}")
     aliases = open_clip_adapter.ALIASES
+    if tokenizer is not None and not text_backbone:
+        options["tokenizer"] = tokenizer
     if spec in aliases:
         backbone = open_clip_adapter.load_open_clip(spec, weights, image_size, device, **options)
     elif ":" not in spec:
@@ -87,7 +94,7 @@ def load_backbone(
         loader, rest = resolve_loader(spec)
         backbone = loader(rest, weights, image_size, device, **options)
     if text_backbone:
-        text = load_backbone(text_backbone, text_weights, device=device)
+        text = load_backbone(text_backbone, text_weights, device=device, tokenizer=tokenizer)
         backbone = WithTextTower(backbone, text)
     return backbone
 
@@ -97,14 +104,24 @@ def rebuild_backbone(
     weights: str | Path | None = None,
     device: str | torch.device | None = None,
     text_weights: str | Path | None = None,
+    tokenizer: str | Path | None = None,
 ) -> Backbone:
     """The backbone a checkpoint's ``backbone`` record describes (its stored config, if any,
-    stands in for a config file or folder that may be gone)."""
+    stands in for a config file or folder that may be gone). ``tokenizer`` replaces the
+    recorded tokenizer folder of the text tower; a recorded folder that is gone is left out
+    (the weights still load; encoding new prompts then asks for one)."""
     spec = str(record.get("spec") or record["name"])
     options = {"config": record["config"]} if record.get("config") else {}
     if record.get("preprocess"):
         options["preprocess"] = record["preprocess"]
+    text = record.get("text")
+    if not text:
+        recorded = record.get("tokenizer")
+        tokenizer = tokenizer or (recorded if recorded and Path(recorded).is_dir() else None)
+        if tokenizer is not None:
+            options["tokenizer"] = tokenizer
     backbone = load_backbone(spec, weights, record.get("image_size"), device, **options)
-    if record.get("text"):
-        backbone = WithTextTower(backbone, rebuild_backbone(record["text"], text_weights, device))
+    if text:
+        tower = rebuild_backbone(text, text_weights, device, tokenizer=tokenizer)
+        backbone = WithTextTower(backbone, tower)
     return backbone

@@ -39,7 +39,9 @@ class Backbone(nn.Module):
     dict's bytes for a seeded random initialisation), ``embed_dim`` (C, channels of F),
     ``text_dim`` (width of ``encode_text``'s rows, 0 without a text tower), ``image_size`` R,
     ``grid`` (h, w), ``patch_size``, ``mean``/``std``/``interpolation`` of ``preprocess`` and
-    ``info`` (plain data; ``info["config"]`` rebuilds a custom architecture from a checkpoint).
+    ``info`` (plain data; ``info["config"]`` rebuilds a custom architecture from a checkpoint;
+    ``info["tokenizer_sha256"]`` hashes the tokenizer files read from a folder, "" for a
+    tokenizer built into the library).
 
     Always in eval mode and without gradients, whatever the parent module does.
     """
@@ -115,6 +117,9 @@ class Backbone(nn.Module):
             "config": self.info.get("config"),
             "preprocess": self.info.get("preprocess"),
             "folder_weights": bool(self.info.get("folder_weights")),
+            # A tokenizer folder given apart from the spec, and the hash of the files used.
+            "tokenizer": self.info.get("tokenizer"),
+            "tokenizer_sha256": self.info.get("tokenizer_sha256") or "",
         }
 
 

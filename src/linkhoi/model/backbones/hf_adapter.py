@@ -27,6 +27,12 @@ import torch
 from torch import nn
 
 from linkhoi.model.backbones.base import Backbone, BackboneError, close_matches, register
+from linkhoi.model.backbones.tokenizer_folder import (
+    TOKENIZER_FILES,
+    WHAT_TO_COPY,
+    check_tokenizer_folder,
+    tokenizer_sha256,
+)
 from linkhoi.model.clip_loading import file_sha256, hf_weights_file, read_hf_weights
 
 __all__ = ["FAMILIES", "HFBackbone", "load_hf"]
@@ -34,8 +40,6 @@ __all__ = ["FAMILIES", "HFBackbone", "load_hf"]
 _OPENAI = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 _HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model",
-                    "tokenizer.model")  # fmt: skip
 _RESAMPLE = {2: "bilinear", 3: "bicubic", 0: "nearest"}  # PIL codes in preprocessor_config.json
 
 Tokens = tuple[torch.Tensor, torch.Tensor]  # (B, N, C) patch tokens, (B, C_g) global
@@ -141,7 +145,7 @@ def _tokenizer(directory: Path, family: Family, model_type: str, config: Any) ->
     import transformers
 
     length = int(config.text_config.max_position_embeddings)
-    if any((directory / name).is_file() for name in _TOKENIZER_FILES):
+    if any((directory / name).is_file() for name in TOKENIZER_FILES):
         try:
             tok = transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True)
         except Exception as exc:
@@ -168,8 +172,9 @@ def _tokenizer(directory: Path, family: Family, model_type: str, config: Any) ->
 
         return encode_bpe
     raise BackboneError(
-        f"{directory}: no tokenizer files; copy the model repository's tokenizer.json and "
-        "tokenizer_config.json (or spiece.model) into this folder (nothing is downloaded)"
+        f"{directory}: no tokenizer files; copy the model repository's {WHAT_TO_COPY} into "
+        "this folder, or name another folder holding them as tokenizer=DIR (nothing is "
+        "downloaded)"
     )
 
 
@@ -229,7 +234,8 @@ class HFBackbone(Backbone):
         if self._tokenize is None:
             raise BackboneError(
                 f"backbone {self.spec!r}: the folder is gone, and its tokenizer is needed to "
-                "encode new prompts"
+                "encode new prompts; pass a folder holding its tokenizer files as tokenizer=DIR "
+                "(--tokenizer for linkhoi detect)"
             )
         ids, mask = self._tokenize(prompts)
         kwargs = {"input_ids": ids.to(self._device())}
@@ -306,10 +312,12 @@ def load_hf(
     device: str | torch.device | None = None,
     config: dict[str, Any] | None = None,
     preprocess: dict[str, Any] | None = None,
+    tokenizer: str | Path | None = None,
     **_: Any,
 ) -> HFBackbone:
     """The backbone of spec ``hf:DIR``; ``weights`` (another folder of the same model, or a
-    folder's weights file) replaces the folder's own.
+    folder's weights file) replaces the folder's own; ``tokenizer`` (a folder of tokenizer
+    files) replaces the folder's own tokenizer.
 
     ``config``/``preprocess``: a checkpoint's stored copies of ``config.json`` and the
     preprocessing, used when the folder is gone (the checkpoint then holds the weights).
@@ -350,9 +358,17 @@ def load_hf(
     size = int(image_size or family.image_size(hf_config))
     if size % patch:
         raise BackboneError(f"image_size {size} is not a multiple of the patch size {patch}")
-    tokenizer = None
-    if family.has_text and not gone:
-        tokenizer = _tokenizer(directory, family, model_type, hf_config)
+    tok_dir = None if gone else directory
+    if tokenizer is not None:
+        if not family.has_text:
+            raise BackboneError(
+                f"backbone {spec!r} has no text tower, so no tokenizer; name the text tower's "
+                "spec as model.text_backbone and give the tokenizer to it"
+            )
+        tok_dir = check_tokenizer_folder(tokenizer, f"backbone {spec!r}")
+    encode = None
+    if family.has_text and tok_dir is not None:
+        encode = _tokenizer(tok_dir, family, model_type, hf_config)
     pre = preprocess if gone and preprocess else _preprocessing(directory, family)
     info = {
         "spec": spec,
@@ -367,8 +383,10 @@ def load_hf(
         "config": config_dict,
         "preprocess": pre,
         **pre,
+        "tokenizer": None if tokenizer is None else str(tokenizer),
+        "tokenizer_sha256": tokenizer_sha256(tok_dir) if encode is not None else "",
     }
-    return HFBackbone(model.to(resolve_device(device)), family, tokenizer, info)
+    return HFBackbone(model.to(resolve_device(device)), family, encode, info)
 
 
 register("hf", load_hf)

@@ -6,6 +6,11 @@ nothing is downloaded) and filled from a local weights file (any format
 F is the last block's patch tokens after the tower's final norm (``ln_post`` for CLIP ViTs,
 timm's ``norm`` for timm towers) and, when the tower has one, its projection (``visual.proj``);
 global is the tower's own image embedding (``encode_image``).
+
+Text is tokenized as ``open_clip.get_tokenizer`` does: the CLIP BPE, or, for configs whose
+tokenizer open_clip fetches from a hub (``text_cfg.hf_tokenizer_name``, e.g. SigLIP), open_clip's
+``HFTokenizer`` on a local tokenizer folder given as ``tokenizer=DIR``
+(:mod:`linkhoi.model.backbones.tokenizer_folder`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ from open_clip.model import resize_pos_embed
 from torch import nn
 
 from linkhoi.model.backbones.base import Backbone, BackboneError, close_matches, register
+from linkhoi.model.backbones.tokenizer_folder import (
+    WHAT_TO_COPY,
+    hf_text_model_folder,
+    open_clip_hf_tokenizer,
+    open_clip_tokenizer_info,
+)
 from linkhoi.model.clip_loading import (
     file_sha256,
     hf_weights_file,
@@ -194,6 +205,7 @@ def load_clip(
     image_size: int | None = None,
     device: str | torch.device | None = None,
     config: dict[str, Any] | None = None,
+    tokenizer: str | Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Build the open_clip model ``name`` (an alias or ``open_clip:REST``) with local weights.
 
@@ -201,10 +213,12 @@ def load_clip(
     RNG is left untouched) and ``sha256`` is then the hash of the state dict's bytes; otherwise
     ``sha256`` is the weights file's. An ``image_size`` other than the native one resizes the
     position embedding at load (open_clip's ``resize_pos_embed``). ``config`` overrides the
-    architecture (a checkpoint's stored copy of a ``PATH.json`` config).
+    architecture (a checkpoint's stored copy of a ``PATH.json`` config). ``tokenizer``: a
+    local tokenizer folder, for models whose open_clip tokenizer is a hub tokenizer (SigLIP).
 
     Returns ``(model, info)`` with ``info = {name, spec, sha256, image_size, mean, std,
-    interpolation, embed_dim, patch_size, format, weights, config}``; eval mode on ``device``.
+    interpolation, embed_dim, patch_size, format, weights, config, hub_tokenizer,
+    tokenizer_cfg, tokenizer, tokenizer_sha256}``; eval mode on ``device``.
     """
     from linkhoi.devices import resolve_device
 
@@ -218,13 +232,11 @@ def load_clip(
             + "), open_clip:NAME, open_clip:PATH.json or hf:DIR"
         )
     cfg, _ = (deepcopy(config), rest) if config else model_config(rest)
-    hub_text = cfg["text_cfg"].get("hf_model_name")
-    if hub_text:  # open_clip would fetch this text tower's config and weights from a hub
-        raise BackboneError(
-            f"backbone {name!r}: its text tower is the Hugging Face model {hub_text!r}, which "
-            "open_clip fetches from the hub; linkhoi reads local files only: save that model "
-            "as a transformers folder (config.json + model.safetensors) and use hf:DIR"
-        )
+    tok_info = open_clip_tokenizer_info(cfg, rest, name, tokenizer)
+    build_cfg = cfg
+    if cfg["text_cfg"].get("hf_model_name"):  # a transformers text tower (roberta, mt5, ...)
+        build_cfg = deepcopy(cfg)  # its config.json from the local folder, not the hub
+        build_cfg["text_cfg"]["hf_model_name"] = hf_text_model_folder(cfg, tok_info, name)
     vision = cfg["vision_cfg"]
     native = vision.get("image_size", 224)
     native = native[0] if isinstance(native, (list, tuple)) else native
@@ -232,7 +244,7 @@ def load_clip(
     patch = vision.get("patch_size")
     if patch and size % int(patch):
         raise BackboneError(f"image_size {size} is not a multiple of the patch size {patch}")
-    model = _build(cfg, size, name)
+    model = _build(build_cfg, size, name)
     if weights is None:
         fmt, sha = "random", state_dict_sha256(model.state_dict())
     else:
@@ -261,7 +273,7 @@ def load_clip(
         "weights": None if weights is None else str(weights),
         # A config file's contents travel with checkpoints (the file may be gone at load).
         "config": cfg if rest.endswith(".json") else None,
-        "hub_tokenizer": bool(cfg["text_cfg"].get("hf_tokenizer_name")) or "siglip" in rest.lower(),
+        **tok_info,
     }
     return model, info
 
@@ -297,6 +309,9 @@ class OpenClipBackbone(Backbone):
         self.patch_size = int(info.get("patch_size") or self.image_size // self.grid[0])
         self.text_dim = int(info.get("embed_dim", self.embed_dim))
         self._tokenizer = None
+        if info.get("tokenizer"):  # read now: a bad folder is an error at load, not later
+            cfg = dict(info.get("tokenizer_cfg") or {})
+            self._tokenizer = open_clip_hf_tokenizer(Path(info["tokenizer"]), cfg, self.spec)
         self._freeze()
 
     def _device(self) -> torch.device:
@@ -326,12 +341,16 @@ class OpenClipBackbone(Backbone):
         return self._features(images.to(device=param.device, dtype=param.dtype))
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        """Token ids (K, context_length) with open_clip's CLIP BPE tokenizer."""
+        """Token ids (K, context_length): open_clip's CLIP BPE tokenizer, or its
+        ``HFTokenizer`` on the local tokenizer folder (models with a hub tokenizer)."""
         if self._tokenizer is None:
-            if self.info.get("hub_tokenizer"):
+            hub = self.info.get("hub_tokenizer")
+            if hub:
                 raise BackboneError(
-                    f"backbone {self.spec!r}: its tokenizer is a hub tokenizer; load the model "
-                    "as hf:DIR with the tokenizer files (tokenizer.json) in DIR instead"
+                    f"backbone {self.spec!r}: its tokenizer is the Hugging Face tokenizer "
+                    f"{hub!r}, which open_clip fetches from the hub; put its files "
+                    f"({WHAT_TO_COPY}) in a local folder and pass it as tokenizer=DIR "
+                    "(model.tokenizer in training configs, --tokenizer for linkhoi detect)"
                 )
             self._tokenizer = open_clip.SimpleTokenizer(
                 context_length=getattr(self.clip, "context_length", 77)
@@ -351,11 +370,13 @@ def load_open_clip(
     image_size: int | None = None,
     device: str | torch.device | None = None,
     config: dict[str, Any] | None = None,
+    tokenizer: str | Path | None = None,
     **_: Any,  # options of other adapters (e.g. a stored preprocess of hf:DIR)
 ) -> OpenClipBackbone:
-    """The backbone of spec ``open_clip:REST`` (or an alias when ``rest`` is one)."""
+    """The backbone of spec ``open_clip:REST`` (or an alias when ``rest`` is one);
+    ``tokenizer``: a local tokenizer folder (models whose open_clip tokenizer is a hub one)."""
     name = rest if rest in ALIASES else f"open_clip:{rest}"
-    return OpenClipBackbone(*load_clip(name, weights, image_size, device, config))
+    return OpenClipBackbone(*load_clip(name, weights, image_size, device, config, tokenizer))
 
 
 register("open_clip", load_open_clip)
