@@ -102,14 +102,25 @@ def read_limited(path: str | Path, error: type[InputError] = InputError) -> byte
     """
     path = Path(path)
     limit = input_limit()
-    data = bytearray()
+    what = "inflated content" if is_gzip_name(path) else "content"
+    if not is_gzip_name(path):  # one read of the stated size: no growing buffer, no copy
+        with open(path, "rb") as raw:
+            size = os.fstat(raw.fileno()).st_size
+            if size > limit:
+                raise error(too_big_message(what, limit), path)
+            data = raw.read(size + 1)  # the +1 notices a file that grew meanwhile
+            if len(data) > size:
+                data += raw.read(limit + 1 - len(data))
+            if len(data) > limit:
+                raise error(too_big_message(what, limit), path)
+            return data
+    buf = bytearray()
     with _open_binary(path) as fh:
         while chunk := fh.read(_CHUNK):
-            data += chunk
-            if len(data) > limit:
-                what = "inflated content" if is_gzip_name(path) else "content"
+            buf += chunk
+            if len(buf) > limit:
                 raise error(too_big_message(what, limit), path)
-    return bytes(data)
+    return bytes(buf)
 
 
 def text_lines(path: str | Path, error: type[InputError] = InputError) -> Iterator[str]:

@@ -128,6 +128,45 @@ class Evaluator:
             )
         self._predictions[image_key] = self.convert(image_key, detections)
 
+    def process_batch(self, items: list[tuple[str, list]]) -> None:
+        """Record the predictions of several images, all or nothing.
+
+        Args:
+            items: ``(image key, detections)`` per image, in file order (dicts, or the
+                msgspec structs of :mod:`linkhoi.eval.fastread`).
+
+        On any error no image of the batch stays recorded, so the caller may process the
+        images again one by one (:meth:`process`) to raise the first error in file order.
+        Evaluators override this to resolve a whole batch at once
+        (:func:`linkhoi.eval.batch.resolve_batch`).
+        """
+        keys = [k for k, _ in items]
+        convert_arrays = getattr(self, "convert_arrays", None)
+        if convert_arrays is not None and self._batch_keys_free(keys):
+            from linkhoi.eval.batch import all_structs, resolve_batch, split
+
+            dets = [d for _, d in items]
+            if all_structs(dets):
+                arrays, counts = resolve_batch(dets, getattr(self, "label_space", None),
+                                               getattr(self, "predictions_source", None))  # fmt: skip
+                views = split(arrays, counts)
+                out = {k: convert_arrays(k, a) for k, a in zip(keys, views, strict=True)}
+                self._predictions.update(out)
+                return
+        added: list[str] = []
+        try:
+            for key, dets in items:
+                self.process(key, dets)
+                added.append(key)
+        except BaseException:
+            for key in added:
+                del self._predictions[key]
+            raise
+
+    def _batch_keys_free(self, keys: list[str]) -> bool:
+        """No key given twice in ``keys`` nor already processed (else: the per-image path)."""
+        return len(set(keys)) == len(keys) and self._predictions.keys().isdisjoint(keys)
+
     def image_keys(self) -> Iterable[str]:
         """Every key :meth:`process` accepts for a ground-truth image (file names, ids)."""
         raise NotImplementedError

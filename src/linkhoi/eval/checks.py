@@ -149,6 +149,15 @@ class ImageKeys:
     def matched(self) -> int:
         return self.exact + len(self.renamed)
 
+    def mark(self) -> tuple[int, int, int, int]:
+        """The state of the records, for :meth:`rewind`."""
+        return self.exact, len(self.renamed), len(self.ambiguous), len(self.unmatched)
+
+    def rewind(self, mark: tuple[int, int, int, int]) -> None:
+        """Forget the matches recorded since :meth:`mark` (a batch processed again)."""
+        self.exact = mark[0]
+        del self.renamed[mark[1] :], self.ambiguous[mark[2] :], self.unmatched[mark[3] :]
+
 
 def check_matches(
     image_keys: ImageKeys,

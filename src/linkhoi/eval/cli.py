@@ -119,6 +119,7 @@ def evaluate_file(
 def _evaluate_stream(
     evaluator: Evaluator, predictions: Path, benchmark: str, fast: bool
 ) -> EvalResult:
+    from linkhoi.eval.batch import BatchRefused, batches
     from linkhoi.eval.checks import ImageKeys, check_matches, guess_names_benchmark
 
     evaluator.reset()
@@ -127,23 +128,38 @@ def _evaluate_stream(
     want = BENCHMARK_SPACE[benchmark]
     keys = ImageKeys(evaluator.image_keys())
     images = _open_predictions(evaluator, predictions, benchmark, header, fast)
+    # the fast reader's images go in batches (one set of arrays per batch); a batch that
+    # fails is processed again image by image, which raises the first error in file order
+    groups = batches(images) if fast else ([item] for item in images)
     try:
         with gc_paused():  # no reference cycles here; avoids full collections over 1M dicts
-            for name, dets in tqdm(images, desc="evaluate", unit="img", disable=None):
+            bar = tqdm(desc="evaluate", unit="img", disable=None)
+            for group in groups:
                 space = header.get("label_space")
                 if isinstance(space, str) and space and space != want:
                     raise TripletFileError(
                         f"{predictions}: field 'label_space' is {space!r}, but {benchmark} "
                         f"needs {want!r} predictions"
                     )
-                try:
-                    evaluator.process(keys.match(name), dets)
-                except (TripletFileError, EvalError):
-                    # another benchmark's predictions fail on their classes: say so instead
-                    guess = guess_names_benchmark([name]) if not keys.matched else None
-                    if guess not in (None, benchmark):
-                        check_matches(keys, benchmark, predictions, 0, [])
-                    raise
+                if len(group) > 1:
+                    mark = keys.mark()
+                    try:
+                        evaluator.process_batch([(keys.match(n), d) for n, d in group])
+                        bar.update(len(group))
+                        continue
+                    except (TripletFileError, EvalError, BatchRefused):
+                        keys.rewind(mark)
+                for name, dets in group:
+                    try:
+                        evaluator.process(keys.match(name), dets)
+                    except (TripletFileError, EvalError):
+                        # another benchmark's predictions fail on their classes: say so
+                        guess = guess_names_benchmark([name]) if not keys.matched else None
+                        if guess not in (None, benchmark):
+                            check_matches(keys, benchmark, predictions, 0, [])
+                        raise
+                    bar.update(1)
+            bar.close()
             gt_names = list(evaluator.image_keys())[:1]
             notes, warnings = check_matches(
                 keys, benchmark, predictions, evaluator.num_gt_images, gt_names

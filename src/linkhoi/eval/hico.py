@@ -23,7 +23,9 @@ import numpy as np
 
 from linkhoi.eval.ap import MATLAB_11_POINTS, ap_11_point, precision_recall
 from linkhoi.eval.base import EvalError, EvalResult, Evaluator
+from linkhoi.eval.batch import BatchRefused, all_structs, resolve_batch
 from linkhoi.eval.hico_labels import read_image_labels
+from linkhoi.eval.hico_match import match_details, match_ranked, pixel_iou
 from linkhoi.eval.resolve import resolve_triplets
 from linkhoi.eval.triplets import gc_paused
 
@@ -31,27 +33,6 @@ __all__ = ["HICOEvaluator", "pixel_iou", "read_image_labels"]
 
 SETTINGS = ("default", "known_object")
 SPLITS = ("full", "rf_uc", "nf_uc", "uo", "uv")
-
-
-def pixel_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of matching rows of (P, 4) boxes in 1-based inclusive pixels (the "+1" rule).
-
-    Same operations, in the same order, as VOCevaldet_bboxpair.m; 0 where the boxes do not
-    share a pixel (iw <= 0 or ih <= 0). A huge box (1e300) has an infinite area: IoU 0.
-    """
-    iw = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1
-    ih = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1
-    with np.errstate(over="ignore", invalid="ignore"):
-        inter = iw * ih
-        ua = (
-            (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
-            + (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
-            - inter
-        )
-    ok = (iw > 0) & (ih > 0)
-    out = np.zeros(len(a))
-    np.divide(inter, ua, out=out, where=ok)
-    return out
 
 
 class HICOEvaluator(Evaluator):
@@ -189,6 +170,11 @@ class HICOEvaluator(Evaluator):
         """Detections whose (verb, object) is not a HICO-DET class (ignored)."""
         return sum(v[4] for v in self._predictions.values() if v[0] is not None)
 
+    @property
+    def num_processed_known(self) -> int:
+        """Processed images that are in the ground truth."""
+        return sum(v[0] is not None for v in self._predictions.values())
+
     def image_keys(self) -> list[str]:
         return self.file_names
 
@@ -225,6 +211,49 @@ class HICOEvaluator(Evaluator):
             return (a.hois, a.scores, a.human_boxes, a.object_boxes, 0)
         return (a.hois[keep], a.scores[keep], a.human_boxes[keep], a.object_boxes[keep], n_bad)
 
+    def reset(self) -> None:
+        super().reset()
+        # batches of process_batch: (img, hoi, score, human, object) arrays of the images
+        # it recorded, valid while self._predictions is the dict they were recorded in
+        self._batches: list[tuple[np.ndarray, ...]] = []
+        self._batched = (self._predictions, 0)
+
+    def process_batch(self, items: list[tuple[str, list]]) -> None:
+        """:meth:`process` for several images at once (:func:`~linkhoi.eval.batch.resolve_batch`);
+        all or nothing: anything to report goes the per-image way (BatchRefused)."""
+        keys = [k for k, _ in items]
+        dets = [d for _, d in items]
+        if not (self._batch_keys_free(keys) and all_structs(dets)):
+            return super().process_batch(items)
+        idx = np.fromiter(map(lambda k: self.image_index.get(k, -1), keys), np.int64, len(keys))
+        if self.strict and (idx < 0).any():
+            raise BatchRefused("an image not in the ground truth, under --strict")
+        a, counts = resolve_batch(dets, self.label_space, self.predictions_source)
+        keep = a.hois >= 0
+        if self.strict and not keep.all():
+            raise BatchRefused("a detection that is no class, under --strict")
+        row_image = np.repeat(np.arange(len(keys)), counts)
+        img = idx[row_image]
+        n_bad = np.bincount(row_image[~keep], minlength=len(keys))
+        sel = keep & (img >= 0)
+        img, hoi, sc, hb, ob = (
+            img[sel],
+            a.hois[sel],
+            a.scores[sel],
+            a.human_boxes[sel],
+            a.object_boxes[sel],
+        )
+        ends = np.cumsum(np.bincount(row_image[sel], minlength=len(keys))).tolist()
+        pred = self._predictions
+        for i, (key, lo, hi) in enumerate(zip(keys, [0, *ends[:-1]], ends, strict=True)):
+            if idx[i] < 0:  # ignored as the official code does, once checked
+                pred[key] = (None, int(counts[i]))
+            else:  # views of the batch's arrays
+                pred[key] = (hoi[lo:hi], sc[lo:hi], hb[lo:hi], ob[lo:hi], int(n_bad[i]))
+        self._batches.append((img, hoi, sc, hb, ob))
+        book, n = self._batched
+        self._batched = (book, n + int((idx >= 0).sum()))
+
     def export_official(self, directory: str | os.PathLike[str]) -> list[Path]:
         """Write the 80 ``detections_XX.mat`` files of the official evaluator (see export.py)."""
         from linkhoi.eval.export import write_hico_official
@@ -236,6 +265,14 @@ class HICOEvaluator(Evaluator):
 
         Returns (img (D,), hoi (D,), score (D,), human (D, 4), object (D, 4)).
         """
+        book, n = self._batched
+        if self._batches and book is self._predictions and n == self.num_processed_known:
+            # every image came in through process_batch: its arrays in image order
+            img, *rest = (np.concatenate(x) for x in zip(*self._batches, strict=True))
+            if len(img) and (np.diff(img) < 0).any():
+                order = np.argsort(img, kind="stable")
+                img, rest = img[order], [x[order] for x in rest]
+            return (img, *rest)
         parts = [(self.image_index[k], v) for k, v in self._predictions.items() if v[0] is not None]
         parts.sort(key=lambda t: t[0])
         if not parts:
@@ -248,46 +285,13 @@ class HICOEvaluator(Evaluator):
         ob = np.concatenate([v[3] for _, v in parts])
         return img, hoi, score, hb, ob
 
-    def match_details(self) -> dict[str, np.ndarray]:
-        """Rank and match every detection (D detections, ranked by class, then score).
+    def _gt(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.gt_key, self.gt_hbox, self.gt_obox
 
-        Returns dict of (D,) arrays ``img``, ``hoi``, ``score``, ``tp`` (bool), ``gt_row``
-        (the ground-truth row of ``gt_key`` a true positive took, -1 otherwise), ``seq``
-        (position in image order, then input order: the tie order), and (D, 4) ``hb``, ``ob``.
-        """
-        img, hoi, score, hb, ob = self._collect()
-        seq = np.arange(len(img))
-        if self.known is not None:
-            keep = self.known[self.hoi_object[hoi], img]
-            img, hoi, score, hb, ob, seq = (x[keep] for x in (img, hoi, score, hb, ob, seq))
-        # by class, then score descending; lexsort is stable so ties keep image/input order
-        order = np.lexsort((-score, hoi))
-        img, hoi, score, hb, ob, seq = (x[order] for x in (img, hoi, score, hb, ob, seq))
-        n = len(hoi)
-        key = hoi * len(self.file_names) + img
-        start = np.searchsorted(self.gt_key, key, side="left")
-        count = np.searchsorted(self.gt_key, key, side="right") - start
-        offsets = np.concatenate(([0], np.cumsum(count)))
-        total = int(offsets[-1])
-        rep = np.repeat(np.arange(n), count)  # detection of each (detection, gt) pair
-        gt = start[rep] + (np.arange(total) - offsets[:-1][rep])
-        ov = np.minimum(pixel_iou(hb[rep], self.gt_hbox[gt]), pixel_iou(ob[rep], self.gt_obox[gt]))
-        ov_max = np.full(n, -np.inf)
-        j_max = np.full(n, -1, dtype=np.int64)
-        has = count > 0
-        if total:
-            seg = offsets[:-1][has]
-            ov_max[has] = np.maximum.reduceat(ov, seg)
-            # first GT row reaching the max (MATLAB updates only on a strictly larger overlap)
-            pos = np.where(ov == ov_max[rep], np.arange(total), total)
-            j_max[has] = gt[np.minimum.reduceat(pos, seg)]
-        qualified = np.flatnonzero(ov_max >= 0.5)
-        # greedy VOC: the first qualifying detection of a GT takes it; later ones are FPs
-        _, first = np.unique(j_max[qualified], return_index=True)
-        tp = np.zeros(n, dtype=bool)
-        tp[qualified[first]] = True
-        return {"img": img, "hoi": hoi, "score": score, "hb": hb, "ob": ob, "seq": seq,
-                "tp": tp, "gt_row": np.where(tp, j_max, -1)}  # fmt: skip
+    def match_details(self) -> dict[str, np.ndarray]:
+        """Rank and match every detection (:func:`linkhoi.eval.hico_match.match_details`)."""
+        return match_details(self._collect(), self.known, self.hoi_object,
+                             len(self.file_names), self._gt(), pixel_iou)  # fmt: skip
 
     def match(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rank and match every detection.
@@ -296,9 +300,10 @@ class HICOEvaluator(Evaluator):
             hoi (D,) class position per ranked detection (grouped by class, ascending),
             tp (D,) bool, and ``bounds`` (H + 1,) so that class c is ``[bounds[c], bounds[c+1])``.
         """
-        d = self.match_details()
-        bounds = np.searchsorted(d["hoi"], np.arange(len(self.label_space.hois) + 1))
-        return d["hoi"], d["tp"], bounds
+        n_hoi = len(self.label_space.hois)
+        hoi, tp = match_ranked(self._collect(), self.known, self.hoi_object,
+                               len(self.file_names), self._gt(), pixel_iou, n_hoi)  # fmt: skip
+        return hoi, tp, np.searchsorted(hoi, np.arange(n_hoi + 1))
 
     def class_ap(self, hoi: np.ndarray, tp: np.ndarray, npos: np.ndarray) -> np.ndarray:
         """(H,) AP per class position (11-point, MATLAB grid; 0 for classes without GT) of
@@ -370,7 +375,7 @@ class HICOEvaluator(Evaluator):
             "ground_truth": f"{len(self.file_names)} images, {int(self.npos.sum())} pairs "
             f"({self.source})",
         }
-        processed = sum(v[0] is not None for v in self._predictions.values())
+        processed = self.num_processed_known
         notes = [f"predictions for {processed} of {len(self.file_names)} ground-truth images"]
         unknown, non_hoi = self.unknown_images, self.non_hoi_detections
         if unknown:
