@@ -267,3 +267,7 @@ def test_timm_tower_feature_map_is_the_normed_patch_tokens(tmp_path: Path) -> No
     torch.testing.assert_close(fmap, ref_f, atol=1e-5, rtol=0)
     torch.testing.assert_close(glob, ref_g, atol=1e-5, rtol=0)
     assert bb.grid == (4, 4) and bb.embed_dim == 192
+    # Mutation: the trunk's last tokens without its final norm differ.
+    with torch.no_grad():
+        raw = trunk.forward_intermediates(images, indices=1, intermediates_only=True, norm=False)
+    assert raw[0].shape == ref_f.shape and (raw[0] - ref_f).abs().max() > 1e-3
