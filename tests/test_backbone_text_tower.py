@@ -52,3 +52,22 @@ def test_detect_text_weights_for_a_text_backbone_left_out(tmp_path: Path, capsys
     assert hashlib.sha256(other.read_bytes()).hexdigest() in err and "backbone.text.sha256" in err
     assert run("--out", str(tmp_path / "c"), "--text-weights", str(tmp_path / "no")) == 2
     assert "--text-weights" in capsys.readouterr().err
+    # The same checkpoint as a teacher: distill.teacher_text_weights gives its text tower.
+    from linkhoi.data.synthetic import generate_world
+    from linkhoi.train.config import TrainConfig, apply_overrides
+    from linkhoi.train.trainer import Trainer
+
+    world = generate_world(tmp_path / "w", num_train=2, num_test=1, image_size=(192, 192),
+                           progress=False)  # fmt: skip
+    head = ", ".join(f"{k}: {list(v) if isinstance(v, tuple) else v}" for k, v in HEAD.items())
+    overrides = [
+        f"data.train={{path: {world.train}}}", f"data.image_root={world.images}",
+        f"model={{backbone: tiny, {head}}}", f"distill.teachers=[{ckpt}]", "optim.batch_size=2",
+        "runtime.max_steps=1", f"runtime.out_dir={tmp_path / 'run'}", "runtime.progress=false",
+    ]  # fmt: skip
+    with pytest.raises(CheckpointError, match="text_weights="):
+        Trainer(apply_overrides(TrainConfig(), overrides))
+    cfg = apply_overrides(
+        TrainConfig(), [*overrides, f"distill.teacher_text_weights=[{text_file}]"]
+    )
+    assert Trainer(cfg).fit()["step"] == 1

@@ -78,6 +78,9 @@ class DistillConfig:
 
     teachers: list[str] = field(default_factory=list)  # teacher checkpoints
     teacher_clip_weights: list[str] = field(default_factory=list)  # per teacher; empty: same
+    # Weights of each teacher's model.text_backbone when its checkpoint leaves them out (a
+    # DINOv2 teacher with a CLIP text tower); per teacher; empty: runtime.text_weights.
+    teacher_text_weights: list[str] = field(default_factory=list)
     temperature: float = 2.0
     logit: bool = True
     logit_weight: float = 1.0

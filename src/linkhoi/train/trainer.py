@@ -160,13 +160,17 @@ class Trainer:
         from linkhoi.model.checkpoint import load_model
 
         cfg = self.cfg.distill
-        weights = list(cfg.teacher_clip_weights)
-        if weights and len(weights) != len(cfg.teachers):
-            raise ConfigError("distill.teacher_clip_weights needs one entry per teacher (or none)")
+        weights, texts = list(cfg.teacher_clip_weights), list(cfg.teacher_text_weights)
+        for key, given in (("teacher_clip_weights", weights), ("teacher_text_weights", texts)):
+            if given and len(given) != len(cfg.teachers):
+                raise ConfigError(f"distill.{key} needs one entry per teacher (or none)")
         teachers = []
         for i, path in enumerate(cfg.teachers):
             clip = weights[i] if weights else (self.cfg.runtime.clip_weights or None)
-            teacher = load_model(path, clip_weights=clip or None, device=self.device)
+            text = texts[i] if texts else (self.cfg.runtime.text_weights or None)
+            teacher = load_model(
+                path, clip_weights=clip or None, device=self.device, text_weights=text or None
+            )
             if teacher.label_space != self.label_space:
                 raise ConfigError(
                     f"{path}: the teacher's label space {teacher.label_space.name!r} is not the "
