@@ -122,3 +122,95 @@ def test_a_batch_with_an_error_records_nothing_and_the_first_error_is_named(tmp_
     path = write_triplets(tmp_path / "q.json", [good[0], ("elsewhere.jpg", good[1][1])], "hico_det")
     with pytest.raises(EvalError, match="'elsewhere.jpg' .* is not in the ground truth"):
         evaluate_file(HICOEvaluator(samples, ls, strict=True), path, "hico_det")
+
+
+def _vcoco_case(rng: np.random.Generator, n_images: int = 40, per_image: int = 8):
+    ls = load("vcoco")
+    person, cup = ls.object_position("person"), ls.object_position("cup")
+    samples, images = [], []
+
+    def boxes(n):
+        xy = rng.uniform(0, 400, (n, 2))
+        return np.round(np.concatenate([xy, xy + rng.uniform(20, 180, (n, 2))], 1), 1)
+
+    def jitter(b):
+        b = b + rng.normal(0, 8, 4)
+        return [float(min(b[0], b[2])), float(min(b[1], b[3])), float(max(b[0], b[2])),
+                float(max(b[1], b[3]))]  # fmt: skip
+
+    for i in range(n_images):
+        bx = boxes(5)  # 3 persons (the last one ignored), 2 objects
+        pairs = []
+        for p in range(2):
+            for h in rng.choice(len(ls.hois), 3, replace=False):
+                obj = None if ls.hois[h].role is None else int(rng.integers(3, 5))
+                pairs.append(HOIPair(p, obj, int(h)))
+        name = f"COCO_val2014_{i:012d}.jpg"
+        samples.append(Sample(name, None, 640, 480, bx, [person] * 3 + [cup] * 2, pairs,
+                              np.array([0, 0, 1, 0, 0], bool), image_id=i))  # fmt: skip
+        dets = []
+        for _ in range(int(rng.integers(0, per_image))):
+            h = ls.hois[int(rng.integers(len(ls.hois)))]
+            role = h.role if rng.random() < 0.8 else None
+            ob = None if role is None else jitter(bx[int(rng.integers(3, 5))])
+            dets.append({"human_box": jitter(bx[int(rng.integers(3))]), "object_box": ob,
+                         "verb": h.verb, "role": role, "score": float(rng.random())})  # fmt: skip
+        images.append((name, dets))
+    images.append(("COCO_val2014_elsewhere.jpg", images[0][1]))
+    return ls, samples, images
+
+
+def _swig_case(rng: np.random.Generator, n_images: int = 40, per_image: int = 8):
+    ls = load("swig_hoi")
+    evaluated = np.asarray(sorted(ls.subsets["evaluated"]))
+    person = ls.object_position_by_id(0)
+    samples, images = [], []
+    for i in range(n_images):
+        k = int(rng.integers(1, 4))
+        classes = rng.choice(evaluated, k)
+        xy = rng.uniform(0, 300, (1 + k, 2))
+        bx = np.round(np.concatenate([xy, xy + rng.uniform(20, 150, (1 + k, 2))], 1), 1)
+        labs = [person] + [ls.object_position_by_id(ls.hois[c].object_id) for c in classes]
+        pairs = [HOIPair(0, 1 + j, int(c)) for j, c in enumerate(classes)]
+        samples.append(Sample(f"v_{i}.jpg", None, 512, 512, bx, labs, pairs, image_id=i))
+        dets = []
+        for _ in range(int(rng.integers(0, per_image))):
+            j = int(rng.integers(k))
+            c = int(classes[j]) if rng.random() < 0.5 else int(rng.choice(evaluated))
+            dets.append({"hoi_id": ls.hois[c].id, "score": float(rng.random()),
+                         "human_box": (bx[0] + rng.integers(-3, 4, 4)).tolist(),
+                         "object_box": (bx[1 + j] + rng.integers(-3, 4, 4)).tolist()})  # fmt: skip
+        images.append((f"v_{i}.jpg", [d for d in dets if d["human_box"][2] >= d["human_box"][0]
+                                      and d["human_box"][3] >= d["human_box"][1]
+                                      and d["object_box"][2] >= d["object_box"][0]
+                                      and d["object_box"][3] >= d["object_box"][1]]))  # fmt: skip
+    images.append(("v_elsewhere.jpg", images[0][1]))
+    return ls, samples, images
+
+
+@pytest.mark.parametrize("benchmark", ["vcoco", "swig_hoi"])
+def test_vcoco_and_swig_batches_equal_the_per_image_path(tmp_path, benchmark) -> None:
+    from linkhoi.eval.swig import SWIGEvaluator
+    from linkhoi.eval.vcoco import VCOCOEvaluator
+
+    make = VCOCOEvaluator if benchmark == "vcoco" else SWIGEvaluator
+    case = _vcoco_case if benchmark == "vcoco" else _swig_case
+    ls, samples, images = case(np.random.default_rng(1))
+    path = write_triplets(tmp_path / "p.json", images, ls.name)
+    one = make(samples, ls)
+    for name, dets in images:
+        one.process(name, dets)
+    many = make(samples, ls)
+    for group in batches(read_triplets_fast(path), max_detections=30):
+        many.process_batch(group)
+    assert len(many._batches) > 2
+    for a, b in zip(one._arrays(), many._arrays(), strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+    assert one.evaluate().full() == many.evaluate().full()
+    via_cli = evaluate_file(make(samples, ls), path, benchmark)
+    assert via_cli.summary == one.evaluate().summary
+    strict = make(samples, ls, strict=True)
+    with pytest.raises(BatchRefused):
+        strict.process_batch(list(read_triplets_fast(path)))
+    assert strict.num_processed == 0

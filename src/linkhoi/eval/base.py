@@ -103,11 +103,30 @@ class Evaluator:
     benchmark: str = ""
 
     def __init__(self) -> None:
-        self._predictions: dict[str, Any] = {}
+        Evaluator.reset(self)
 
     def reset(self) -> None:
         """Forget every processed prediction (start a new evaluation)."""
-        self._predictions = {}
+        self._predictions: dict[str, Any] = {}
+        # the arrays of each process_batch call (what a subclass's evaluation concatenates)
+        # and how many images they hold; see _batch_arrays
+        self._batches: list[tuple] = []
+        self._batched = 0
+
+    def _record_batch(self, values: dict[str, Any], arrays: tuple) -> None:
+        """Record a batch: its per-image values (views of ``arrays``) and the arrays."""
+        self._predictions.update(values)
+        self._batches.append(arrays)
+        self._batched += len(values)
+
+    def _batch_arrays(self) -> tuple | None:
+        """The batches' arrays concatenated, in processing order, when every recorded image
+        came in through :meth:`process_batch` (else None: concatenate per image)."""
+        if not self._batches or self._batched != len(self._predictions):
+            return None
+        import numpy as np
+
+        return tuple(np.concatenate(x) for x in zip(*self._batches, strict=True))
 
     def convert(self, image_key: str, detections: list[dict]) -> Any:
         """Turn one image's triplet dicts into what :meth:`evaluate` needs (default: as is)."""
@@ -140,19 +159,6 @@ class Evaluator:
         Evaluators override this to resolve a whole batch at once
         (:func:`linkhoi.eval.batch.resolve_batch`).
         """
-        keys = [k for k, _ in items]
-        convert_arrays = getattr(self, "convert_arrays", None)
-        if convert_arrays is not None and self._batch_keys_free(keys):
-            from linkhoi.eval.batch import all_structs, resolve_batch, split
-
-            dets = [d for _, d in items]
-            if all_structs(dets):
-                arrays, counts = resolve_batch(dets, getattr(self, "label_space", None),
-                                               getattr(self, "predictions_source", None))  # fmt: skip
-                views = split(arrays, counts)
-                out = {k: convert_arrays(k, a) for k, a in zip(keys, views, strict=True)}
-                self._predictions.update(out)
-                return
         added: list[str] = []
         try:
             for key, dets in items:
@@ -206,13 +212,14 @@ class Evaluator:
         gathered: list[Any] | None = [None] * world if rank == 0 else None
         dist.gather_object(self._predictions, gathered, dst=0)
         if rank != 0:
-            self._predictions = {}
+            Evaluator.reset(self)
             return
         merged: dict[str, Any] = {}
         for part in gathered or []:
             for key, value in (part or {}).items():
                 merged.setdefault(key, value)
         self._predictions = merged
+        self._batches, self._batched = [], 0
 
     def evaluate(self) -> EvalResult:
         """Score every processed prediction with the benchmark's official protocol."""

@@ -114,20 +114,20 @@ def _fill_memo(images: Sequence[Sequence[Any]], codes: list[int], r: Any, path: 
     return col
 
 
-def split(arrays: TripletArrays, counts: np.ndarray) -> list[TripletArrays]:
-    """Per-image views of a batch's arrays (``counts`` (I,) rows per image, in order)."""
+def image_views(counts: np.ndarray, *columns: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
+    """Per image, in order, the views ``column[lo:hi]`` of its rows (``counts`` (I,))."""
     ends = np.cumsum(counts).tolist()
-    cols = [getattr(arrays, k) for k in TripletArrays.__slots__]
-    return [TripletArrays(**{k: c[lo:hi] for k, c in zip(TripletArrays.__slots__, cols,
-                                                         strict=True)})
-            for lo, hi in zip([0, *ends[:-1]], ends, strict=True)]  # fmt: skip
+    for lo, hi in zip([0, *ends[:-1]], ends, strict=True):
+        yield tuple(c[lo:hi] for c in columns)
 
 
 def batches(
-    images: Iterable[tuple[str, list]], max_detections: int = 1 << 16
+    images: Iterable[tuple[str, list]], max_detections: int = 8192
 ) -> Iterator[list[tuple[str, list]]]:
     """Group ``(file_name, detections)`` pairs, in order, into lists of about
-    ``max_detections`` detections (at least one image each): bounded memory, few numpy calls."""
+    ``max_detections`` detections (at least one image each): bounded memory, few numpy calls.
+    8192 measured about 15 % faster end to end than 65536 at full HICO-DET scale (the structs
+    of a smaller batch are freed and their memory reused sooner)."""
     batch: list[tuple[str, list]] = []
     size = 0
     for item in images:

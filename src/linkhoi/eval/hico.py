@@ -23,7 +23,7 @@ import numpy as np
 
 from linkhoi.eval.ap import MATLAB_11_POINTS, ap_11_point, precision_recall
 from linkhoi.eval.base import EvalError, EvalResult, Evaluator
-from linkhoi.eval.batch import BatchRefused, all_structs, resolve_batch
+from linkhoi.eval.batch import BatchRefused, all_structs, image_views, resolve_batch
 from linkhoi.eval.hico_labels import read_image_labels
 from linkhoi.eval.hico_match import match_details, match_ranked, pixel_iou
 from linkhoi.eval.resolve import resolve_triplets
@@ -211,13 +211,6 @@ class HICOEvaluator(Evaluator):
             return (a.hois, a.scores, a.human_boxes, a.object_boxes, 0)
         return (a.hois[keep], a.scores[keep], a.human_boxes[keep], a.object_boxes[keep], n_bad)
 
-    def reset(self) -> None:
-        super().reset()
-        # batches of process_batch: (img, hoi, score, human, object) arrays of the images
-        # it recorded, valid while self._predictions is the dict they were recorded in
-        self._batches: list[tuple[np.ndarray, ...]] = []
-        self._batched = (self._predictions, 0)
-
     def process_batch(self, items: list[tuple[str, list]]) -> None:
         """:meth:`process` for several images at once (:func:`~linkhoi.eval.batch.resolve_batch`);
         all or nothing: anything to report goes the per-image way (BatchRefused)."""
@@ -243,16 +236,12 @@ class HICOEvaluator(Evaluator):
             a.human_boxes[sel],
             a.object_boxes[sel],
         )
-        ends = np.cumsum(np.bincount(row_image[sel], minlength=len(keys))).tolist()
-        pred = self._predictions
-        for i, (key, lo, hi) in enumerate(zip(keys, [0, *ends[:-1]], ends, strict=True)):
-            if idx[i] < 0:  # ignored as the official code does, once checked
-                pred[key] = (None, int(counts[i]))
-            else:  # views of the batch's arrays
-                pred[key] = (hoi[lo:hi], sc[lo:hi], hb[lo:hi], ob[lo:hi], int(n_bad[i]))
-        self._batches.append((img, hoi, sc, hb, ob))
-        book, n = self._batched
-        self._batched = (book, n + int((idx >= 0).sum()))
+        kept = np.bincount(row_image[sel], minlength=len(keys))
+        values = {}
+        for i, (key, view) in enumerate(zip(keys, image_views(kept, hoi, sc, hb, ob), strict=True)):
+            # an image outside the ground truth is ignored as the official code does, once checked
+            values[key] = (None, int(counts[i])) if idx[i] < 0 else (*view, int(n_bad[i]))
+        self._record_batch(values, (img, hoi, sc, hb, ob))
 
     def export_official(self, directory: str | os.PathLike[str]) -> list[Path]:
         """Write the 80 ``detections_XX.mat`` files of the official evaluator (see export.py)."""
@@ -265,10 +254,9 @@ class HICOEvaluator(Evaluator):
 
         Returns (img (D,), hoi (D,), score (D,), human (D, 4), object (D, 4)).
         """
-        book, n = self._batched
-        if self._batches and book is self._predictions and n == self.num_processed_known:
-            # every image came in through process_batch: its arrays in image order
-            img, *rest = (np.concatenate(x) for x in zip(*self._batches, strict=True))
+        batched = self._batch_arrays()
+        if batched is not None:  # every image came in through process_batch
+            img, *rest = batched
             if len(img) and (np.diff(img) < 0).any():
                 order = np.argsort(img, kind="stable")
                 img, rest = img[order], [x[order] for x in rest]

@@ -27,6 +27,7 @@ from linkhoi.eval.base import (
     Evaluator,
     check_one_key_per_image,
 )
+from linkhoi.eval.batch import BatchRefused, all_structs, image_views, resolve_batch
 from linkhoi.eval.resolve import TripletArrays, resolve_triplets
 from linkhoi.eval.triplets import TripletFileError
 from linkhoi.io import atomic_write_text
@@ -217,9 +218,32 @@ class SWIGEvaluator(Evaluator):
             )
         return image, arr.hois, arr.scores, boxes
 
+    def process_batch(self, items: list[tuple[str, list]]) -> None:
+        """:meth:`convert` for several images at once (:func:`~linkhoi.eval.batch.resolve_batch`);
+        all or nothing: anything to report goes the per-image way (BatchRefused)."""
+        keys, dets = [k for k, _ in items], [d for _, d in items]
+        if not (self._batch_keys_free(keys) and all_structs(dets)):
+            return super().process_batch(items)
+        idx = np.fromiter(map(lambda k: self.index.get(k, -1), keys), np.int64, len(keys))
+        if self.strict and (idx < 0).any():
+            raise BatchRefused("an image not in the ground truth, under --strict")
+        src = getattr(self, "predictions_source", "predictions")
+        a, counts = resolve_batch(dets, self.label_space, src)
+        boxes = np.concatenate([a.human_boxes, a.object_boxes], axis=1)
+        if not (np.isfinite(boxes).all() and np.isfinite(a.scores).all()):
+            raise BatchRefused("a null object box")
+        if self.strict and (a.hois < 0).any():
+            raise BatchRefused("a detection that is no class, under --strict")
+        views = image_views(counts, a.hois, a.scores, boxes)
+        values = {k: (i, *v) for k, i, v in zip(keys, idx.tolist(), views, strict=True)}
+        self._record_batch(values, (np.repeat(idx, counts), a.hois, a.scores, boxes))
+
     # ---------------------------------------------------------------- evaluation
     def _arrays(self) -> tuple[np.ndarray, ...]:
         check_one_key_per_image((k, v[0]) for k, v in self._predictions.items())
+        batched = self._batch_arrays()
+        if batched is not None:  # every image came in through process_batch, in this order
+            return batched
         parts = list(self._predictions.values())
         if not parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 8))

@@ -21,6 +21,7 @@ import numpy as np
 
 from linkhoi.eval.ap import ap_all_point, precision_recall
 from linkhoi.eval.base import EvalError, EvalResult, Evaluator, check_one_key_per_image
+from linkhoi.eval.batch import BatchRefused, all_structs, image_views, resolve_batch
 from linkhoi.eval.resolve import ROLES, TripletArrays, resolve_triplets
 from linkhoi.eval.triplets import TripletFileError
 from linkhoi.eval.vcoco_gt import _AMBIGUOUS_ROLE, _classes, _ground_truth
@@ -195,9 +196,37 @@ class VCOCOEvaluator(Evaluator):
         return (image, keys, arr.scores, _float32_boxes(arr.human_boxes),
                 _float32_boxes(arr.object_boxes))  # fmt: skip
 
+    def process_batch(self, items: list[tuple[str, list]]) -> None:
+        """:meth:`convert` for several images at once (:func:`~linkhoi.eval.batch.resolve_batch`);
+        all or nothing: anything to report goes the per-image way (BatchRefused)."""
+        keys, dets = [k for k, _ in items], [d for _, d in items]
+        if not (self._batch_keys_free(keys) and all_structs(dets)):
+            return super().process_batch(items)
+        image = [self.gt.index.get(k) for k in keys]
+        if self.strict and None in image:
+            raise BatchRefused("an image outside the split, under --strict")
+        src = getattr(self, "predictions_source", "predictions")
+        a, counts = resolve_batch(dets, self.label_space, src)
+        if not (np.isfinite(a.scores).all() and np.isfinite(a.human_boxes).all()):
+            raise BatchRefused("a non-finite score or human box")
+        has_obj = ~np.isnan(a.object_boxes).any(axis=1)
+        keys_ = self.cls.key_table[a.verbs, a.roles, has_obj.astype(np.int64)]
+        if (keys_ < 0).any():
+            raise BatchRefused("a verb without that role")
+        inside = np.repeat(np.array([i is not None for i in image]), counts)
+        img = np.repeat([-1 if i is None else i for i in image], counts).astype(np.int64)
+        cols = (keys_, a.scores, _float32_boxes(a.human_boxes), _float32_boxes(a.object_boxes))
+        views = image_views(counts, *cols)
+        values = {k: None if i is None else (i, *v)
+                  for k, i, v in zip(keys, image, views, strict=True)}  # fmt: skip
+        self._record_batch(values, tuple(x[inside] for x in (img, *cols)))
+
     # ---------------------------------------------------------------- evaluation
     def _arrays(self) -> tuple[np.ndarray, ...]:
         check_one_key_per_image((k, v[0]) for k, v in self._predictions.items() if v is not None)
+        batched = self._batch_arrays()
+        if batched is not None:  # every image came in through process_batch, in this order
+            return batched
         parts = [v for v in self._predictions.values() if v is not None]
         if not parts:
             z = np.zeros(0, np.int64)
