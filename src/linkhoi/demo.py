@@ -292,7 +292,7 @@ def _run(args: argparse.Namespace) -> int:
         f"[3/6] teacher (ground truth only): {s['teacher_epochs']} epochs, once per VLM"
         f"\n[4/6] student (ground truth + the teacher's dense supervision): "
         f"{s['student_epochs']} epochs, once per VLM"
-        + (f" ({jobs} processes; training logs in {out / 'runs'})" if jobs > 1 else "")
+        + (f"\n      ({jobs} processes; training logs in {out / 'runs'})" if jobs > 1 else "")
     )
     times.update(_train_all(vlms, world, out, args, jobs))
     times["training"] = time.perf_counter() - t
