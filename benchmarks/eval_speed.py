@@ -126,8 +126,9 @@ def child_eval(ann: str, pred: str, out: str, *extra: str) -> None:
     parser = ap.ArgumentParser()
     cli.add_arguments(parser)
     args = parser.parse_args(
-        ["hico_det", "--annotations", ann, "--predictions", pred, "--output", out, *extra]
-    )
+        ["hico_det", "--annotations", ann, "--predictions", pred, "--output", out,
+         *(f"--{x}" for x in extra)]
+    )  # fmt: skip
     t, c = time.perf_counter(), time.process_time()
     import linkhoi.data  # noqa: F401  (timed apart: it used to import torch eagerly)
 
@@ -179,7 +180,8 @@ def main() -> None:
             ann, pred = make_dataset(root, args.images, args.per_image, args.format)
             print(f"generated {args.images} images x {args.per_image} detections "
                   f"({pred.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s")  # fmt: skip
-        extra = ["--diagnose"] if args.diagnose else []
+        # bare words: "--diagnose" after --child would be read as this script's own option
+        extra = ["diagnose"] if args.diagnose else []
         parses, evals = [], []
         for _ in range(args.repeat):  # interleaved; the minimum is least disturbed by load
             parses.append(_child("--child", "parse", str(pred)))

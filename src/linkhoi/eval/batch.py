@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
 from linkhoi.eval.resolve import TripletArrays, _resolver, _where
+
+_HUMAN, _OBJECT, _SCORE = (attrgetter(k) for k in ("human_box", "object_box", "score"))
 
 
 class BatchRefused(Exception):
@@ -62,10 +65,10 @@ def resolve_batch(
     r = _resolver(label_space)
     get = r.memo.get
     codes = [get((d.verb, d.object, d.verb_id, d.object_id, d.hoi_id, d.role), -1) for d in dets]
-    hb = np.fromiter(chain.from_iterable([d.human_box for d in dets]), np.float64, 4 * n)
-    hb = hb.reshape(n, 4)
-    sc = np.fromiter([d.score for d in dets], np.float64, n)
-    ob, has = _box_array([d.object_box for d in dets], n)
+    # attrgetter through map: the C-level way to read one field of every struct
+    hb = np.fromiter(chain.from_iterable(map(_HUMAN, dets)), np.float64, 4 * n).reshape(n, 4)
+    sc = np.fromiter(map(_SCORE, dets), np.float64, n)
+    ob, has = _box_array(list(map(_OBJECT, dets)), n)
     checked = np.concatenate((hb, ob if has is None else ob[has]))
     # one reduction checks order and finiteness: a NaN or an infinity makes it NaN (inf * 0)
     with np.errstate(over="ignore", invalid="ignore"):
