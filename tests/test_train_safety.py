@@ -59,9 +59,13 @@ def test_item07_train_refuses_existing_run(tiny_world, tmp_path: Path, capsys) -
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already holds a run" in err[0] and "--resume" in err[0]
     assert ((out / "last.pt").read_bytes(), (out / "log.jsonl").read_text()) == before
-    # --force replaces the run: a fresh log, a new checkpoint.
+    old_events = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert old_events
+    # --force replaces the run: a fresh log, a new checkpoint, only the new run's curves.
     assert main(["train", cfg, "--out", str(out), "runtime.max_steps=1", "--force"]) == 0
     assert not (out / "log.jsonl").exists()  # stopped mid-epoch 1: no epoch line yet
+    events = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0] not in old_events
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
 
 

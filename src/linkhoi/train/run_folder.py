@@ -48,7 +48,7 @@ def start_mode(out_dir: Path, resume: bool, force: bool) -> bool:
 def claim(out_dir: Path, resume: bool, force: bool, checkpoint_stat: Any = None):
     """Lock the run folder for the block (`output_lock`), then check again what `start_mode`
     checked (another run may have written it meanwhile) and remove the temporary files a killed
-    run left. A fresh run starts a fresh ``log.jsonl``."""
+    run left. A fresh run starts a fresh ``log.jsonl`` and ``tensorboard/``."""
     with output_lock(out_dir, command=_command()):
         last = out_dir / CHECKPOINT
         if resume:
@@ -60,6 +60,10 @@ def claim(out_dir: Path, resume: bool, force: bool, checkpoint_stat: Any = None)
         remove_stale_temporaries(out_dir, [CHECKPOINT, CONFIG])
         if not resume:
             (out_dir / LOG).unlink(missing_ok=True)
+            # TensorBoard reads every event file of the folder: a replaced run's curves
+            # would be drawn over the new run's.
+            for old in (out_dir / "tensorboard").glob("events.out.tfevents.*"):
+                old.unlink(missing_ok=True)
         yield out_dir
 
 
