@@ -129,3 +129,35 @@ def test_item05_deep_nesting_gives_one_error(tmp_path, capsys) -> None:
     rc = main(["train", str(config)])
     err = capsys.readouterr().err
     assert rc == 2 and "nested too deeply" in err and len(err.strip().splitlines()) == 1
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A 'billion laughs' YAML: each anchor is a list of nine references to the previous one,
+    so the last expands to 9**levels values while the file stays tiny."""
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * 9) + "]"]
+    lines += [f"a{k}: &a{k} [" + ", ".join([f"*a{k - 1}"] * 9) + "]" for k in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_alias_bomb_is_refused(tmp_path) -> None:
+    import yaml
+
+    from linkhoi.yaml_input import expanded_size, safe_load
+
+    # Counted by hand: the outer list, then three times the inner list and its two numbers.
+    assert expanded_size(yaml.compose("[&a [1, 2], *a, *a]")) == 1 + 3 * 3
+    legit = "base: &b {lr: 0.001, epochs: 2}\nteacher: *b\nstudent: {<<: *b, epochs: 3}\n"
+    assert safe_load(legit) == yaml.safe_load(legit)
+    assert safe_load("") is None
+    bomb = _alias_bomb()
+    assert len(bomb) < 500  # bytes
+    with pytest.raises(yaml.YAMLError, match="aliases .* expand to more than 10,000,000 values"):
+        safe_load(bomb)
+    config = tmp_path / "bomb.yaml"
+    config.write_text(bomb)
+    with pytest.raises(ConfigError, match="bomb.yaml.*alias bomb"):
+        load_config(config)
+    with pytest.raises(LabelError, match="bomb.yaml.*alias bomb"):
+        read_label_space_file(config)
+    with pytest.raises(ConfigError, match="alias bomb"):
+        parse_override("optim.lr=" + bomb.replace("\n", ", ").join("{}"))

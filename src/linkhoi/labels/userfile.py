@@ -15,6 +15,7 @@ import yaml
 
 from linkhoi.io import read_limited, too_deep
 from linkhoi.labels.labelspace import ROLES, HOIClass, LabelError, LabelSpace
+from linkhoi.yaml_input import safe_load as safe_yaml
 
 _KEYS = {"name", "human", "verbs", "objects", "hois", "subsets", "verb_ing", "format", "version"}
 _KEYS |= {"description", "extra"}
@@ -197,7 +198,7 @@ def read_label_space_file(path: str | Path) -> LabelSpace:
     except (OSError, UnicodeDecodeError) as err:
         raise LabelError(f"{path}: cannot read label-space file: {err}") from None
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else safe_yaml(text)
     except json.JSONDecodeError as err:
         raise LabelError(
             f"{path}: <file>: invalid JSON (truncated?) at line {err.lineno} column {err.colno}: {err.msg}"

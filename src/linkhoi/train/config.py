@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from linkhoi.io import InputError, atomic_write_text, read_limited, too_deep
+from linkhoi.yaml_input import safe_load as safe_yaml
 
 if typing.TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -260,7 +261,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r}: expected key=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
     except RecursionError:
@@ -323,7 +324,7 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     try:
         if text is None:
             text = read_limited(path, InputError).decode("utf-8")
-        data = yaml.safe_load(text) or {}
+        data = safe_yaml(text) or {}
     except FileNotFoundError:
         names = ", ".join(packaged_configs()) or "none"
         raise ConfigError(
