@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from linkhoi.cli import main
+from linkhoi.labels import load as load_space
 
 SUBSETS = {"full", "rare", "non_rare", "seen", "unseen", "unseen_composition", "unseen_object",
            "unseen_verb"}  # fmt: skip
@@ -34,6 +35,16 @@ def test_demo_quick_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     for name in ("test.json", "detections_good.json", "test_open_vocabulary.json"):
         assert (out / "data" / name).is_file(), name
     assert "not a HICO-DET result" in (out / "report.md").read_text()
+    # The classes the small test set holds no pair of are named (each is AP 0 in every mean),
+    # checked against the test file itself.
+    test = json.loads((out / "data" / "test.json").read_text())
+    present = {(h["verb"], im["boxes"][h["object"]]["label"]) for im in test["images"]
+               for h in im["hois"]}  # fmt: skip
+    m_space = load_space("synthetic")
+    absent = [f"{h.verb} {h.object}" for h in m_space.hois if (h.verb, h.object) not in present]
+    assert absent  # 32 test images cannot hold all 32 classes
+    assert f"Classes without a test pair: {', '.join(absent)}." in (out / "report.md").read_text()
+    assert f"(AP 0 by the HICO-DET rule, in every mean): {', '.join(absent)}" in printed
 
     # the metrics.json shape other tools read (issue: all values are fractions)
     m = json.loads((out / "metrics.json").read_text())

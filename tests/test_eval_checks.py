@@ -147,5 +147,23 @@ def test_many_unmatched_images_give_a_warning_line(tmp_path, capsys) -> None:
     )
     images = [(n, [_det()]) for n in NAMES] + [("z.jpg", [])]
     rc, out = _eval(tmp_path, ann, write_triplets(tmp_path / "r.json", images, "hico_det"))
-    assert rc == 0 and "warning" not in capsys.readouterr().err
-    assert "warnings" not in json.loads(out.read_text())
+    err = capsys.readouterr().err
+    assert rc == 0 and "predicted images" not in err and "have no predictions" not in err
+    # (the only warning left: this tiny ground truth holds 1 of the 600 classes)
+    assert [w.split(" classes")[0] for w in json.loads(out.read_text())["warnings"]] == [
+        "599 of 600"
+    ]
+
+
+def test_classes_without_ground_truth_give_a_warning(tmp_path, capsys) -> None:
+    """The official rule counts a class without ground truth as AP 0 in every mean: a small
+    test set caps the mAP, which the warning says with the cap."""
+    ann = _gt(tmp_path / "gt.json")
+    images = [(n, [_det()]) for n in NAMES]
+    rc, out = _eval(tmp_path, ann, write_triplets(tmp_path / "p.json", images, "hico_det"))
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert "warning: 599 of 600 classes have no ground-truth pair in" in err
+    assert "cannot exceed 0.2 %" in err  # 1 / 600 classes measurable
+    summary = json.loads(out.read_text())
+    assert summary["map"]["full"] <= 1 / 600 + 1e-12

@@ -307,6 +307,7 @@ def _run(args: argparse.Namespace) -> int:
     metrics["open_vocabulary"] = rep.open_vocabulary(
         out, world, samples, OPEN_VERB, device, progress
     )
+    no_pairs = rep.classes_without_test_pairs(samples, space)
     times["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
     print("[6/6] report")
@@ -318,7 +319,7 @@ def _run(args: argparse.Namespace) -> int:
     info = {**s, "seed": args.seed, "sparsity": SPARSITY, "holdout": ", ".join(f"{v} {o}" for v, o in default_holdout()),
             "vlms": {k: {"weights": str(v["weights"]), "sha256": v["sha256"]} for k, v in vlms.items()},
             "times": {k: round(v, 1) for k, v in times.items()}, "total_time": time.perf_counter() - t_all,
-            "num_classes": len(space.hois), "open_verb": OPEN_VERB,
+            "num_classes": len(space.hois), "open_verb": OPEN_VERB, "no_test_pairs": no_pairs,
             "device": str(resolve_device(device))}  # fmt: skip
     from linkhoi.demo_text import table, write_report
 
@@ -327,6 +328,9 @@ def _run(args: argparse.Namespace) -> int:
         "\nmAP (%), HICO-DET protocol on the synthetic test set (a sanity check, not a HICO-DET result):"
     )
     print(table(metrics))
+    if no_pairs:
+        print(f"classes without a test pair (AP 0 by the HICO-DET rule, in every mean): "
+              f"{', '.join(no_pairs)}")  # fmt: skip
     print(f"\nreport: {out / 'report.md'}  ({info['total_time']:.0f} s)")
     return 0
 

@@ -97,6 +97,15 @@ def evaluate(
     return res
 
 
+def classes_without_test_pairs(samples: Sequence[Any], label_space: Any) -> list[str]:
+    """The classes the test set holds no pair of ("verb object"): the HICO-DET rule counts each
+    as AP 0 in every mean, for every model and for chance alike."""
+    from linkhoi.eval.hico import HICOEvaluator
+
+    npos = HICOEvaluator(samples, label_space, split="full", source="test.json").npos
+    return [f"{h.verb} {h.object}" for h, n in zip(label_space.hois, npos, strict=True) if n == 0]
+
+
 def strip(metrics: dict[str, Any]) -> dict[str, float]:
     """The metrics.json shape: the subset means only."""
     return {k: metrics[k] for k in SUBSETS}

@@ -77,6 +77,9 @@ never an HOI box), once on the same network with random weights.
   than 10 training pairs / the rest. `seen` / `unseen`: classes in / held out of training;
   `u-comp`, `u-obj`, `u-verb`: the unseen compositions, the unseen object (kite), the unseen
   verb (carry). An unseen class is scored only through its prompt's text embedding.
+- Classes without a test pair: {", ".join(info.get("no_test_pairs") or []) or "none"}. The
+  HICO-DET rule counts each as AP 0 in every mean (and for chance too), so with k of the
+  {info["num_classes"]} classes missing, `full` cannot exceed (1 - k / {info["num_classes"]}).
 - Box sources: `gt` = ground-truth boxes, `good` / `noisy` = the simulated detectors of
   `data/detections_*.json` (jittered boxes, misses, false positives).
 - `chance`: the pretrained teacher's candidate pairs and valid classes scored uniformly at

@@ -376,4 +376,20 @@ class HICOEvaluator(Evaluator):
                 f"{non_hoi} detections whose (verb, object) is not one of the "
                 "600 HICO-DET classes were ignored"
             )
-        return EvalResult(self.benchmark, summary, per_class, protocol, notes)
+        return EvalResult(self.benchmark, summary, per_class, protocol, notes,
+                          self._classes_without_gt())  # fmt: skip
+
+    def _classes_without_gt(self) -> list[str]:
+        """A warning when classes have no ground-truth pair: the official rule counts each as
+        AP 0 in every mean (the real test set has all 600), so a subset or a small custom test
+        set silently caps the mAP."""
+        missing = np.flatnonzero(self.npos == 0)
+        if not len(missing):
+            return []
+        hois = self.label_space.hois
+        named = ", ".join(f"'{hois[c].verb} {hois[c].object}'" for c in missing[:3])
+        return [
+            f"{len(missing)} of {len(hois)} classes have no ground-truth pair in {self.source} "
+            f"(e.g. {named}); by the official rule each counts as AP 0 in every mean, so the "
+            f"Full mAP here cannot exceed {100 * (1 - len(missing) / len(hois)):.1f} %"
+        ]
