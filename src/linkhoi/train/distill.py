@@ -20,12 +20,13 @@ Several teachers: the target distributions are averaged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from linkhoi.train.config import ConfigError, DistillConfig
+from linkhoi.train.config import ConfigError, DistillConfig, TrainConfig
 
 
 def bernoulli_kl(teacher_prob: Tensor, student_logits: Tensor, tau: float) -> Tensor:
@@ -204,3 +205,31 @@ class Distiller(nn.Module):
             probs.append(torch.softmax(t_map / self.tau, dim=1))
         p_t = torch.stack(probs).mean(0)
         return softmax_kl(p_t, s_map, self.tau, dim=1).mean() * self.tau**2
+
+
+def load_teachers(cfg: TrainConfig, label_space: Any, device: torch.device) -> list[nn.Module]:
+    """The frozen teachers of ``distill.teachers``, each with its backbone weights
+    (``distill.teacher_clip_weights`` / ``teacher_text_weights``, one entry per teacher, or
+    the run's ``runtime.clip_weights`` / ``text_weights``); each must share the student's label
+    space, class for class."""
+    from linkhoi.model.checkpoint import load_model
+
+    d = cfg.distill
+    weights, texts = list(d.teacher_clip_weights), list(d.teacher_text_weights)
+    for key, given in (("teacher_clip_weights", weights), ("teacher_text_weights", texts)):
+        if given and len(given) != len(d.teachers):
+            raise ConfigError(f"distill.{key} needs one entry per teacher (or none)")
+    teachers = []
+    for i, path in enumerate(d.teachers):
+        clip = weights[i] if weights else (cfg.runtime.clip_weights or None)
+        text = texts[i] if texts else (cfg.runtime.text_weights or None)
+        teacher = load_model(
+            path, clip_weights=clip or None, device=device, text_weights=text or None
+        )
+        if teacher.label_space != label_space:
+            raise ConfigError(
+                f"{path}: the teacher's label space {teacher.label_space.name!r} is not the "
+                f"student's {label_space.name!r}: their classes must align one to one"
+            )
+        teachers.append(teacher)
+    return teachers

@@ -35,7 +35,7 @@ from linkhoi.train.checkpointing import (
     training_state,
 )
 from linkhoi.train.config import ConfigError, TrainConfig, save_config
-from linkhoi.train.distill import Distiller
+from linkhoi.train.distill import Distiller, load_teachers
 from linkhoi.train.step import StepLoss, step_targets
 from linkhoi.train.validation import ValidationStopped, validate
 
@@ -83,7 +83,7 @@ class Trainer:
             device=self.device,
             text_weights=cfg.runtime.text_weights or None,
         )
-        self.teachers = self._load_teachers()
+        self.teachers = load_teachers(self.cfg, self.label_space, self.device)
         # Same initialisation on every rank (above); different dropout noise per rank (below).
         torch.manual_seed(cfg.runtime.seed + self.dist.rank)
         self.distiller = (
@@ -156,29 +156,6 @@ class Trainer:
         _ = self.dist.is_main and tqdm.write(line)
 
     # ------------------------------------------------------------------ set-up
-    def _load_teachers(self) -> list[nn.Module]:
-        from linkhoi.model.checkpoint import load_model
-
-        cfg = self.cfg.distill
-        weights, texts = list(cfg.teacher_clip_weights), list(cfg.teacher_text_weights)
-        for key, given in (("teacher_clip_weights", weights), ("teacher_text_weights", texts)):
-            if given and len(given) != len(cfg.teachers):
-                raise ConfigError(f"distill.{key} needs one entry per teacher (or none)")
-        teachers = []
-        for i, path in enumerate(cfg.teachers):
-            clip = weights[i] if weights else (self.cfg.runtime.clip_weights or None)
-            text = texts[i] if texts else (self.cfg.runtime.text_weights or None)
-            teacher = load_model(
-                path, clip_weights=clip or None, device=self.device, text_weights=text or None
-            )
-            if teacher.label_space != self.label_space:
-                raise ConfigError(
-                    f"{path}: the teacher's label space {teacher.label_space.name!r} is not the "
-                    f"student's {self.label_space.name!r}: their classes must align one to one"
-                )
-            teachers.append(teacher)
-        return teachers
-
     def _class_mask(self) -> torch.Tensor | None:
         name = self.cfg.data.zero_shot
         if not name:
