@@ -36,9 +36,11 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--quick", action="store_true", help="time `linkhoi demo --quick`")
-    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="rounds of --jobs 1 and --jobs 2 (fastest counts)"
+    )
     a = ap.parse_args()
     mode = ["--quick"] if a.quick else []
     print(f"{os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.2f} at the start")

@@ -1,5 +1,5 @@
-"""Cost of the input-size checks (issue 12, item 4): reading a json file through the size-
-limited reader against a plain ``json.load``, and the ``.mat`` inflation count against
+"""Cost of the input-size checks (issue 12, item 4): reading a json file through the
+size-limited reader against a plain ``json.load``, and the ``.mat`` inflation count against
 ``scipy.io.loadmat`` of the same file.
 
 Builds a detection-like json (``--records`` images with 30 boxes each; plain and gzipped)
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from linkhoi.io import load_json
     from linkhoi.matfile import mat_content_size
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
