@@ -148,3 +148,27 @@ def test_demo_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert jobs(2) == 2 and jobs(16) == 2 and jobs(1) == 1
     assert jobs(1, given=2) == 2 and jobs(8, given=1) == 1 and jobs(8, given=5) == 2
     assert jobs(8, given=0) == 1
+
+
+def test_demo_worker_failure_is_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A training process that fails (here: the random VLM's weights file is gone) ends the
+    demo with one error line naming the VLM and the cause; the other process is stopped."""
+    from linkhoi import demo
+
+    real = demo._vlms
+
+    def vlms() -> dict:
+        v = real()
+        v["random"] = {**v["random"], "weights": tmp_path / "gone.safetensors"}
+        return v
+
+    monkeypatch.setattr(demo, "_vlms", vlms)
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--no-progress", "--jobs", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("linkhoi demo: error: training the random VLM's models failed:")
+    assert "gone.safetensors" in err[0]
+    assert not (out / "random_teacher.pt").exists()

@@ -198,40 +198,70 @@ def _jobs(args: Any) -> int:
     return 2 if on_cpu and (cores or 1) >= 2 else 1
 
 
-def _worker(name: str, vlm: dict[str, Any], world: WorldPaths, out: Path, args: Any,
-            threads: int) -> dict[str, float]:  # fmt: skip
+def _worker(job: tuple[str, dict[str, Any], WorldPaths, Path, Any, int], results: Any) -> None:
+    """One VLM's pipeline in a process of its own; puts ``(name, times)`` or ``(name, error
+    message)`` on ``results``."""
     import torch
 
+    name, vlm, world, out, args, threads = job
     torch.set_num_threads(threads)  # the cores are shared between the pipelines
     torch.manual_seed(args.seed)
     args.no_progress = True
-    return _train_vlm(name, vlm, world, out, args, out / "runs" / f"{name}.log")
+    try:
+        results.put((name, _train_vlm(name, vlm, world, out, args, out / "runs" / f"{name}.log")))
+    except BaseException as err:  # told to the parent, which stops the others and reports it
+        results.put((name, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__))
 
 
 def _train_all(
     vlms: dict[str, dict[str, Any]], world: WorldPaths, out: Path, args: Any, jobs: int
 ) -> dict[str, float]:
-    """Both VLMs' teacher and student, one VLM after the other or ``jobs`` at once in
-    processes of their own; prints a line as each model is ready."""
+    """Both VLMs' teacher and student, one VLM after the other or in two processes at once;
+    prints a line as each VLM's models are ready."""
     times: dict[str, float] = {}
     if jobs <= 1:
         for name, vlm in vlms.items():
             times.update(_train_vlm(name, vlm, world, out, args))
         return times
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import queue
+    import signal
     from multiprocessing import get_context
 
     import torch
 
     (out / "runs").mkdir(parents=True, exist_ok=True)
     threads = max(1, torch.get_num_threads() // jobs)
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_worker, n, v, world, out, args, threads): n
-                   for n, v in vlms.items()}  # fmt: skip
-        for fut in as_completed(futures):
-            done = fut.result()  # a worker's DemoError is raised here, in the parent
+    ctx = get_context("spawn")
+    results = ctx.Queue()
+    procs = {n: ctx.Process(target=_worker, args=((n, v, world, out, args, threads), results),
+                            daemon=True) for n, v in vlms.items()}  # fmt: skip
+    for p in procs.values():
+        p.start()
+    pending = set(procs)
+    try:
+        while pending:
+            try:
+                name, done = results.get(timeout=1.0)
+            except queue.Empty:
+                dead = [n for n in pending if not procs[n].is_alive() and results.empty()]
+                if dead:  # killed without a word (out of memory, SIGKILL)
+                    code = procs[dead[0]].exitcode
+                    why = f"the {dead[0]} VLM's training process died (exit code {code})"
+                    raise DemoError(why) from None
+                continue
+            if isinstance(done, str):
+                raise DemoError(f"training the {name} VLM's models failed: {done}")
+            pending.discard(name)
             times.update(done)
             print("      " + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in done.items()))
+    finally:  # on Ctrl-C or an error: the other trainers stop at their next step
+        for p in procs.values():
+            if pending and p.is_alive():
+                os.kill(p.pid, signal.SIGINT)
+        for p in procs.values():
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
     return times
 
 
