@@ -28,7 +28,7 @@ from linkhoi.eval.base import (
     check_one_key_per_image,
 )
 from linkhoi.eval.batch import BatchRefused, all_structs, image_views, resolve_batch
-from linkhoi.eval.resolve import TripletArrays, resolve_triplets
+from linkhoi.eval.resolve import resolve_triplets
 from linkhoi.eval.triplets import TripletFileError
 from linkhoi.io import atomic_write_text
 
@@ -192,16 +192,6 @@ class SWIGEvaluator(Evaluator):
             arr = resolve_triplets(detections, self.label_space, src, image_key)
         except TripletFileError as err:
             raise EvalError(str(err)) from None
-        return self.convert_arrays(image_key, arr)
-
-    def convert_arrays(self, image_key: str, arr: TripletArrays) -> Any:
-        """:meth:`convert` of detections already resolved (``arr``: D detections)."""
-        src = getattr(self, "predictions_source", "predictions")
-        image = self.index.get(image_key, -1)
-        if image < 0 and self.strict:
-            return self.convert(image_key, [])  # raises, naming the image
-        if not len(arr):
-            return image, np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 8))
         boxes = np.concatenate([arr.human_boxes, arr.object_boxes], axis=1)
         bad = np.flatnonzero(~(np.isfinite(boxes).all(axis=1) & np.isfinite(arr.scores)))
         if bad.size:

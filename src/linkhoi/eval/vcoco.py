@@ -22,7 +22,7 @@ import numpy as np
 from linkhoi.eval.ap import ap_all_point, precision_recall
 from linkhoi.eval.base import EvalError, EvalResult, Evaluator, check_one_key_per_image
 from linkhoi.eval.batch import BatchRefused, all_structs, image_views, resolve_batch
-from linkhoi.eval.resolve import ROLES, TripletArrays, resolve_triplets
+from linkhoi.eval.resolve import ROLES, resolve_triplets
 from linkhoi.eval.triplets import TripletFileError
 from linkhoi.eval.vcoco_gt import _AMBIGUOUS_ROLE, _classes, _ground_truth
 
@@ -165,14 +165,6 @@ class VCOCOEvaluator(Evaluator):
             arr = resolve_triplets(detections, self.label_space, src, image_key)
         except TripletFileError as err:
             raise EvalError(str(err)) from None
-        return self.convert_arrays(image_key, arr)
-
-    def convert_arrays(self, image_key: str, arr: TripletArrays) -> Any:
-        """:meth:`convert` of detections already resolved (``arr``: D detections)."""
-        src = getattr(self, "predictions_source", "predictions")
-        image = self.gt.index.get(image_key)
-        if (image is None and self.strict) or not len(arr):
-            return self.convert(image_key, [])  # raises for an image outside the split
         if not (np.isfinite(arr.scores).all() and np.isfinite(arr.human_boxes).all()):
             j = int(
                 np.flatnonzero(~(np.isfinite(arr.scores) & np.isfinite(arr.human_boxes).all(1)))[0]
