@@ -2,9 +2,9 @@
 
 :func:`linkhoi.eval.fastread.resolve_structs` turns one image's msgspec structs into arrays;
 at full HICO-DET scale (9,658 images) its per-image numpy calls cost more than the decoding.
-:func:`resolve_batch` does the same work for the detections of many images in one pass: one
-comprehension per field over all of them, one ``fromiter`` per array, one check of every box
-and score, then class positions from the label space's memo (:mod:`linkhoi.eval.resolve`).
+:func:`resolve_batch` does the same work for the detections of many images in one pass (the
+same :func:`~linkhoi.eval.fastread.struct_arrays` over all of them, one check of every box
+and score), then class positions from the label space's memo (:mod:`linkhoi.eval.resolve`).
 
 A batch is all or nothing. Anything unusual (a bad box or score, an unknown class) raises
 :class:`BatchRefused` before any evaluator state changes; the caller then processes the
@@ -16,30 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
+from linkhoi.eval.fastread import CLASS_KEY, _as_dicts, struct_arrays
 from linkhoi.eval.resolve import TripletArrays, _resolver, _where
-
-_HUMAN, _OBJECT, _SCORE = (attrgetter(k) for k in ("human_box", "object_box", "score"))
 
 
 class BatchRefused(Exception):
     """The batch needs the per-image path (which words the exact error, if any)."""
-
-
-def _box_array(boxes: list[Any], n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(n, 4) float64 from n decoded 4-tuples (the decoder checked the length), NaN rows for
-    None (no object); and the (n,) bool mask of given boxes, None when all are given."""
-    if None in boxes:
-        out = np.full((n, 4), np.nan)
-        has = np.fromiter((b is not None for b in boxes), bool, n)
-        if has.any():
-            out[has] = np.array([b for b in boxes if b is not None], dtype=np.float64)
-        return out, has
-    return np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4), None
 
 
 def resolve_batch(
@@ -62,56 +48,39 @@ def resolve_batch(
     counts = np.fromiter(map(len, images), np.int64, len(images))
     dets = list(chain.from_iterable(images))
     n = len(dets)
+    arrays = struct_arrays(dets)
+    if arrays is None:
+        raise BatchRefused("a box or score fails a check")
+    hb, ob, sc = arrays
     r = _resolver(label_space)
     get = r.memo.get
-    codes = [get((d.verb, d.object, d.verb_id, d.object_id, d.hoi_id, d.role), -1) for d in dets]
-    # attrgetter through map: the C-level way to read one field of every struct
-    hb = np.fromiter(chain.from_iterable(map(_HUMAN, dets)), np.float64, 4 * n).reshape(n, 4)
-    sc = np.fromiter(map(_SCORE, dets), np.float64, n)
-    ob, has = _box_array(list(map(_OBJECT, dets)), n)
-    checked = np.concatenate((hb, ob if has is None else ob[has]))
-    # one reduction checks order and finiteness: a NaN or an infinity makes it NaN (inf * 0)
-    with np.errstate(over="ignore", invalid="ignore"):
-        ok = (
-            n == 0
-            or (checked[:, 2:] - checked[:, :2]).min() + 0.0 * (checked.sum() + sc.sum()) >= 0
-        )
-    if not ok:
-        raise BatchRefused("a box or score fails a check")
-    if -1 in codes:  # classes not met before: resolve them image by image, as met
-        codes = _fill_memo(images, codes, r, path)
+    codes = [get(k, -1) for k in map(CLASS_KEY, dets)]
+    if -1 in codes:  # classes not met before: the general path, once per new class
+        codes = _fill_memo(dets, codes, r, path)
     verbs, objs, roles, hois = r.resolved[:, codes] if n else np.zeros((4, 0), np.int64)
     arrays = TripletArrays(human_boxes=hb, object_boxes=ob, scores=sc, verbs=verbs,
                            objects=objs, roles=roles, hois=hois)  # fmt: skip
     return arrays, counts
 
 
-def _key_code(get: Any, d: Any) -> int:
-    """The memo's column for a struct's class fields, -1 when not met before."""
-    return get((d.verb, d.object, d.verb_id, d.object_id, d.hoi_id, d.role), -1)
-
-
-def _fill_memo(images: Sequence[Sequence[Any]], codes: list[int], r: Any, path: Any) -> np.ndarray:
+def _fill_memo(dets: Sequence[Any], codes: list[int], r: Any, path: Any) -> np.ndarray:
     """Resolve the class fields not met before by the resolver's general path, which
     remembers them: one detection per new field tuple, all in one call. A class that fails to
     resolve refuses the batch (the per-image path then names the detection)."""
-    from linkhoi.eval.fastread import _as_dicts
     from linkhoi.eval.triplets import TripletFileError
 
     col = np.asarray(codes, dtype=np.int64)
     miss = np.flatnonzero(col < 0).tolist()
-    flat = list(chain.from_iterable(images))
-    get = r.memo.get
     first: dict[tuple, Any] = {}  # each new field tuple -> its first detection
     for j in miss:
-        d = flat[j]
-        first.setdefault((d.verb, d.object, d.verb_id, d.object_id, d.hoi_id, d.role), d)
+        first.setdefault(CLASS_KEY(dets[j]), dets[j])
     where = lambda j: _where(path, None, det=j)  # noqa: E731
     try:
         r.classes([-1] * len(first), _as_dicts(list(first.values())), where, names_only=False)
     except (TripletFileError, TypeError) as err:
         raise BatchRefused(str(err)) from None
-    col[miss] = [_key_code(get, flat[j]) for j in miss]
+    get = r.memo.get
+    col[miss] = [get(CLASS_KEY(dets[j]), -1) for j in miss]
     if (col < 0).any():  # not remembered (the memo is full): the per-image path resolves
         raise BatchRefused("class fields not remembered")
     return col
