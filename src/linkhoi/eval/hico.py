@@ -379,11 +379,16 @@ class HICOEvaluator(Evaluator):
         return EvalResult(self.benchmark, summary, per_class, protocol, notes,
                           self._classes_without_gt())  # fmt: skip
 
+    def classes_without_gt(self) -> np.ndarray:
+        """Positions of the classes with no ground-truth pair (each is AP 0 in every mean by
+        the official rule)."""
+        return np.flatnonzero(self.npos == 0)
+
     def _classes_without_gt(self) -> list[str]:
         """A warning when classes have no ground-truth pair: the official rule counts each as
         AP 0 in every mean (the real test set has all 600), so a subset or a small custom test
         set silently caps the mAP."""
-        missing = np.flatnonzero(self.npos == 0)
+        missing = self.classes_without_gt()
         if not len(missing):
             return []
         hois = self.label_space.hois
