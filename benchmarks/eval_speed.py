@@ -143,6 +143,16 @@ def child_eval(ann: str, pred: str, out: str, *extra: str) -> None:
 
 
 def _maxrss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM of /proc/self/status, the peak of
+    this program alone; ``ru_maxrss`` would also count the parent's resident memory at the
+    fork that started it (this script's parent holds the generated data set)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
