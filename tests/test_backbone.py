@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from linkhoi.model import cli as convert_cli
 from linkhoi.model.backbone import BACKBONES, ClipBackbone, load_clip
 from linkhoi.model.clip_loading import ClipLoadError, detect_format
+from test_openai_archive import EXTRAS, _Archive  # the OpenAI-shaped archive module
 
 torch.set_num_threads(1)
 
@@ -131,23 +132,6 @@ def test_hf_directory_matches_transformers_reference(tmp_path):
     torch.testing.assert_close(text, ref_text)
 
 
-_OPENAI_EXTRAS = {"input_resolution": 64, "context_length": 77, "vocab_size": 49408}
-
-
-class _Archive(torch.nn.Module):
-    def __init__(self, clip: torch.nn.Module) -> None:
-        super().__init__()
-        for name, child in clip.named_children():
-            self.add_module(name, child)
-        for name, param in clip.named_parameters(recurse=False):
-            self.register_parameter(name, param)
-        for name, value in _OPENAI_EXTRAS.items():
-            self.register_buffer(name, torch.tensor(value))
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.visual(image)
-
-
 def test_issue14_item1_torchscript_archive_loads_directly_and_converts(tiny, tmp_path, capsys):
     model, _, images, feats, _ = tiny
     # torch.jit.trace of open_clip's CLIP fails its sanity check here, so the archive is a
@@ -158,7 +142,7 @@ def test_issue14_item1_torchscript_archive_loads_directly_and_converts(tiny, tmp
         scripted = torch.jit.script(_Archive(model))
         src = tmp_path / "ViT-tiny.pt"
         torch.jit.save(scripted, str(src))
-    assert set(scripted.state_dict()) == set(model.state_dict()) | set(_OPENAI_EXTRAS)
+    assert set(scripted.state_dict()) == set(model.state_dict()) | set(EXTRAS)
     assert detect_format(src) == "openai-torchscript"
     # Read directly (no conversion step), to the same features as the model's own weights.
     direct, info = load_clip("tiny", src, device="cpu")
