@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from linkhoi.data.hico_fast import ppdm_samples
 from linkhoi.data.images import image_size
 from linkhoi.data.sample import (
     DatasetError,
@@ -94,6 +95,9 @@ def _from_ppdm(
     space, root, human = _setup(label_space, image_root, on_invalid)
     if not isinstance(data, list):
         raise DatasetError("expected a JSON list of image records", path, field="<root>")
+    fast = ppdm_samples(data, path, space, root, human, lambda r, n: _size(r, n, root, path))
+    if fast is not None:  # the plain case, checked on arrays; else the per-record checks
+        return finish(fast, space, path)
     samples = []
     for rec, name in image_records(_progress(data, path), path):
         unknown = "unknown object category id {id} ({err})"
