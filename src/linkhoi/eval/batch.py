@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from linkhoi.eval.fastread import CLASS_KEY, _as_dicts, struct_arrays
+from linkhoi.eval.fastread import CLASS_KEY, NAMED_KEY, NamedBase, _as_dicts, struct_arrays
 from linkhoi.eval.resolve import TripletArrays, _resolver, _where
 
 
@@ -53,14 +53,32 @@ def resolve_batch(
         raise BatchRefused("a box or score fails a check")
     hb, ob, sc = arrays
     r = _resolver(label_space)
-    get = r.memo.get
-    codes = [get(k, -1) for k in map(CLASS_KEY, dets)]
-    if -1 in codes:  # classes not met before: the general path, once per new class
-        codes = _fill_memo(dets, codes, r, path)
+    codes = _class_codes(dets, all(isinstance(d[0], NamedBase) for d in images if d), r, path)
     verbs, objs, roles, hois = r.resolved[:, codes] if n else np.zeros((4, 0), np.int64)
     arrays = TripletArrays(human_boxes=hb, object_boxes=ob, scores=sc, verbs=verbs,
                            objects=objs, roles=roles, hois=hois)  # fmt: skip
     return arrays, counts
+
+
+def _class_codes(dets: Sequence[Any], named: bool, r: Any, path: Any) -> Any:
+    """The memo column (of ``r.resolved``) of each detection's class fields ((D,) ints).
+
+    ``named``: all are named structs (:func:`linkhoi.eval.fastread.named_type`), whose id
+    fields are None: ``r.named`` maps their (verb, object, role), whose strings are the label
+    space's own (hash computed once), to the column of their :data:`CLASS_KEY` in ``r.memo``.
+    """
+    if named:
+        try:  # a None (a key not met before) fails fromiter
+            return np.fromiter(map(r.named.get, map(NAMED_KEY, dets)), np.int64, len(dets))
+        except TypeError:
+            pass
+    get = r.memo.get
+    codes = [get(k, -1) for k in map(CLASS_KEY, dets)]
+    if -1 in codes:  # classes not met before: the general path, once per new class
+        codes = _fill_memo(dets, codes, r, path).tolist()
+    if named:
+        r.named.update(zip(map(NAMED_KEY, dets), codes, strict=True))
+    return codes
 
 
 def _fill_memo(dets: Sequence[Any], codes: list[int], r: Any, path: Any) -> np.ndarray:

@@ -185,9 +185,10 @@ def _open_predictions(
 
     fmt = detect_format(predictions)
     if fmt == "triplets" and fast:
-        from linkhoi.eval.fastread import read_triplets_fast
+        from linkhoi.eval.fastread import label_names, read_triplets_fast
 
-        return read_triplets_fast(predictions, header=header)
+        names = label_names(getattr(evaluator, "label_space", None))
+        return read_triplets_fast(predictions, header=header, names=names)
     if fmt == "triplets":
         return read_triplets(predictions, check_detections=False, header=header)
     space, what = FORMATS[fmt]

@@ -12,6 +12,13 @@ Anything the typed decoder does not accept (a NaN, a string score, a missing key
 with :func:`read_triplets`, which names the file, the image, the detection and the field.
 :func:`linkhoi.eval.resolve.resolve_triplets` takes lists of structs as well as of dicts
 (:func:`resolve_structs`).
+
+Given the label space's names (``names``), each image is first decoded into
+:func:`named_type` structs, whose ``verb``, ``object`` and ``role`` may only be names of that
+label space, written exactly, and whose id fields may only be null: the decoder then hands back
+the label space's own string objects, so the class lookups of :mod:`linkhoi.eval.batch` hash
+no new string. An image it refuses is decoded into :class:`Detection` structs instead (and
+so is every later image of the file: a file with ids pays for one refusal only).
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ from __future__ import annotations
 import gzip
 import os
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
@@ -52,6 +60,52 @@ class Detection(msgspec.Struct, gc=False):
     object_id: int | None = None
     hoi_id: int | None = None
     role: str | None = None
+
+
+class NamedBase(msgspec.Struct, gc=False):
+    """Base of the :func:`named_type` structs (class fields: exact names of one label space)."""
+
+
+@lru_cache(maxsize=8)
+def named_type(verbs: tuple[str, ...], objects: tuple[str, ...], roles: tuple[str, ...]) -> type:
+    """A :class:`Detection` whose ``verb`` (required), ``object`` and ``role`` are ``Literal``
+    names of one label space and whose ``verb_id``, ``object_id``, ``hoi_id`` are null or
+    absent. msgspec decodes a Literal name to the very string object given here."""
+
+    def one_of(names: tuple[str, ...]) -> Any:  # a name or null; only null without names
+        return Literal[tuple(dict.fromkeys(names))] | None if names else None  # type: ignore[valid-type]
+
+    fields = [
+        ("human_box", Box),
+        ("object_box", Box | None),
+        ("score", float),
+        ("verb", Literal[tuple(dict.fromkeys(verbs))]),  # type: ignore[valid-type]
+        ("object", one_of(objects), None),
+        ("verb_id", None, None),
+        ("object_id", None, None),
+        ("hoi_id", None, None),
+        ("role", one_of(roles), None),
+    ]
+    return msgspec.defstruct("NamedDetection", fields, bases=(NamedBase,), gc=False)
+
+
+@lru_cache(maxsize=8)
+def _named_decoders(
+    names: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+) -> tuple[msgspec.json.Decoder, msgspec.json.Decoder]:
+    """(decoder of a detection list, decoder of a JSON Lines image) into named structs."""
+    det = named_type(*names)
+    line = msgspec.defstruct("NamedImage", [("file_name", str), ("detections", list[det])],
+                             gc=False)  # fmt: skip
+    return msgspec.json.Decoder(list[det]), msgspec.json.Decoder(line)
+
+
+def label_names(ls: Any) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None:
+    """(verb names, object names, role names) of a label space, for ``read_triplets_fast``."""
+    if ls is None:
+        return None
+    roles = tuple(sorted({h.role for h in ls.hois if h.role is not None}))
+    return tuple(ls.verbs), tuple(ls.objects), roles
 
 
 class _LazyImage(msgspec.Struct, gc=False):
@@ -95,13 +149,15 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def read_triplets_fast(
-    path: str | os.PathLike[str], header: dict | None = None
+    path: str | os.PathLike[str], header: dict | None = None, names: tuple | None = None
 ) -> Iterator[tuple[str, list[Detection]]]:
     """Yield ``(file_name, detections)`` per image, in file order, detections as structs.
 
     Args:
         path: ``.json`` / ``.jsonl``, optionally ``.gz``.
         header: if given, filled with ``format``, ``version``, ``label_space`` (checked).
+        names: :func:`label_names` of the label space: decode into :func:`named_type`
+            structs where the image allows it.
 
     Raises:
         FastPathUnavailable: anything the typed decoder does not accept (re-read the file with
@@ -112,9 +168,10 @@ def read_triplets_fast(
     if not path.is_file():
         raise TripletFileError(f"{path}: no such predictions file")
     seen: set[str] = set()
+    named = _named_decoders(names) if names is not None else None
     try:
         if _is_jsonl(path):
-            images = _jsonl_images(path, header)
+            images = _jsonl_images(path, header, named[1] if named else None)
         else:
             data = _FILE.decode(_read_bytes(path))
             if isinstance(data, _File):
@@ -128,13 +185,25 @@ def read_triplets_fast(
             if not name or name in seen:
                 raise FastPathUnavailable(f"empty or duplicate file_name {name!r}")
             seen.add(name)
-            yield name, dets if isinstance(dets, list) else _DETECTIONS.decode(dets)
+            if isinstance(dets, list):
+                yield name, dets
+                continue
+            if named is not None:
+                try:
+                    yield name, named[0].decode(dets)
+                    continue
+                except msgspec.ValidationError:
+                    named = None  # ids, other names...: the general structs from now on
+            yield name, _DETECTIONS.decode(dets)
     except (msgspec.DecodeError, msgspec.ValidationError) as err:
         raise FastPathUnavailable(str(err)) from None
 
 
-def _jsonl_images(path: Path, header: dict | None) -> Iterator[tuple[str, list[Detection]]]:
-    """Stream a JSON Lines file: one image decoded per line."""
+def _jsonl_images(
+    path: Path, header: dict | None, named: msgspec.json.Decoder | None = None
+) -> Iterator[tuple[str, list[Detection]]]:
+    """Stream a JSON Lines file: one image decoded per line (``named``: first try this
+    decoder of named structs, until it refuses a line)."""
     first = True
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     limit = input_limit()
@@ -153,7 +222,13 @@ def _jsonl_images(path: Path, header: dict | None) -> Iterator[tuple[str, list[D
                         if header is not None:
                             header.update(h)
                         continue
-                im = _LINE.decode(line)
+                if named is not None:
+                    try:
+                        im = named.decode(line)
+                    except msgspec.ValidationError:
+                        named = None
+                if named is None:
+                    im = _LINE.decode(line)
                 yield im.file_name, im.detections
     except (OSError, EOFError) as err:
         raise FastPathUnavailable(str(err)) from None
@@ -173,6 +248,8 @@ def _as_dicts(dets: Sequence[Any]) -> list[dict]:
 # A struct's class fields (the key of the resolver's memo) and its box and score fields,
 # read through attrgetter: the C-level way to read one field of every struct.
 CLASS_KEY = attrgetter(*CLASS_FIELDS)
+# a named struct's key: its id fields are None, so this tuple decides its CLASS_KEY
+NAMED_KEY = attrgetter("verb", "object", "role")
 _HUMAN, _OBJECT, _SCORE = (attrgetter(k) for k in ("human_box", "object_box", "score"))
 
 
@@ -187,22 +264,27 @@ def struct_arrays(dets: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     n = len(dets)
     hb = np.fromiter(chain.from_iterable(map(_HUMAN, dets)), np.float64, 4 * n).reshape(n, 4)
     sc = np.fromiter(map(_SCORE, dets), np.float64, n)
-    boxes = list(map(_OBJECT, dets))
-    if None in boxes:
+    try:  # the usual case: every detection has an object box (chain fails on a None)
+        ob = np.fromiter(chain.from_iterable(map(_OBJECT, dets)), np.float64, 4 * n)
+        ob, checked = ob.reshape(n, 4), ob.reshape(n, 4)
+    except TypeError:
+        boxes = list(map(_OBJECT, dets))
         ob = np.full((n, 4), np.nan)
         has = np.fromiter((b is not None for b in boxes), bool, n)
         if has.any():
             ob[has] = np.array([b for b in boxes if b is not None], dtype=np.float64)
-        checked = np.concatenate((hb, ob[has]))
-    else:
-        ob = np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4)
-        checked = np.concatenate((hb, ob))
+        checked = ob[has]
     with np.errstate(over="ignore", invalid="ignore"):
-        ok = (
-            n == 0
-            or (checked[:, 2:] - checked[:, :2]).min() + 0.0 * (checked.sum() + sc.sum()) >= 0
-        )
+        ok = n == 0 or min(_check(hb), _check(checked)) + 0.0 * sc.sum() >= 0
     return (hb, ob, sc) if ok else None
+
+
+def _check(boxes: np.ndarray) -> float:
+    """min(x2 - x1, y2 - y1) over (B, 4) boxes, NaN when any value is NaN or infinite (inf *
+    0), +inf for no box: >= 0 iff all are finite and ordered."""
+    if not len(boxes):
+        return np.inf
+    return float((boxes[:, 2:] - boxes[:, :2]).min() + 0.0 * boxes.sum())
 
 
 def resolve_structs(dets: Sequence[Any], r: Any, path: Any, image: Any) -> TripletArrays:

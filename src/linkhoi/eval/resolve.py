@@ -64,6 +64,7 @@ class _Resolver:
         # column of `resolved` (rows: verb, object, role, HOI positions); filled as met
         self.memo: dict[tuple, int] = {}
         self.resolved = np.zeros((4, 64), dtype=np.int64)
+        self.named: dict[tuple, int] = {}  # (verb, object, role) of named structs -> column
 
     def retry(self, kind: str, value: Any) -> int:
         """Forgiving lookup of a name the exact table missed (case, spaces vs underscores)."""
