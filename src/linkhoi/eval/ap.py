@@ -30,6 +30,21 @@ def stable_descending(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(scores), kind="stable")
 
 
+def rank_by_class(classes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Indices that order detections by class (ascending), then score (high to low), equal
+    scores in input order: ``np.lexsort((-scores, classes))``, computed as a stable sort by
+    score, then a stable sort by class (a radix sort when the classes fit in int16).
+
+    Args:
+        classes: (D,) int class (or key) per detection; scores: (D,) float.
+    """
+    order = stable_descending(scores)
+    ranked = np.asarray(classes)[order]
+    if len(ranked) and ranked.min() >= 0 and ranked.max() < 2**15:
+        ranked = ranked.astype(np.int16)
+    return order[np.argsort(ranked, kind="stable")]
+
+
 def precision_recall(
     tp: np.ndarray, npos: int, fp: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from linkhoi.eval.ap import rank_by_class
+
 # a dense (class, image) -> block table is used up to this many cells (int32: 4 bytes each)
 _DENSE_CELLS = 1 << 25
 
@@ -101,8 +103,7 @@ def match_details(
     if known is not None:
         keep = known[hoi_object[hoi], img]
         img, hoi, score, hb, ob, seq = (x[keep] for x in (img, hoi, score, hb, ob, seq))
-    # by class, then score descending; lexsort is stable so ties keep image/input order
-    order = np.lexsort((-score, hoi))
+    order = rank_by_class(hoi, score)  # ties keep image / input order
     img, hoi, score, hb, ob, seq = (x[order] for x in (img, hoi, score, hb, ob, seq))
     gt_key, gt_hbox, gt_obox = gt
     start = np.searchsorted(gt_key, hoi * n_img + img, side="left")
@@ -144,9 +145,5 @@ def match_ranked(
     take[1:] = jq[first][1:] != jq[first][:-1]
     tp = np.zeros(len(hoi), dtype=bool)
     tp[q[first[take]]] = True
-    # rank by class, then score descending, ties in input order: a stable sort by score,
-    # then a stable (radix, for small ints) sort by class
-    order = np.argsort(-score, kind="stable")
-    small = np.int16 if n_hoi < 2**15 else np.int64
-    order = order[np.argsort(hoi[order].astype(small), kind="stable")]
+    order = rank_by_class(hoi, score)  # by class, then score descending, ties in input order
     return hoi[order], tp[order]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from linkhoi.eval.ap import DECIMAL_11_POINTS
+from linkhoi.eval.ap import DECIMAL_11_POINTS, rank_by_class
 from linkhoi.eval.base import (
     EvalError,
     EvalResult,
@@ -253,7 +253,7 @@ class SWIGEvaluator(Evaluator):
         valid[valid] = self.evaluated[hoi[valid]]
         ignored = int((~valid).sum())
         rows = np.flatnonzero(valid)
-        rows = rows[np.lexsort((-score[rows], hoi[rows]))]
+        rows = rows[rank_by_class(hoi[rows], score[rows])]
         h = hoi[rows]
         first = np.searchsorted(h, h, side="left")
         read = (np.arange(len(h)) - first) < MAX_PREDICTIONS

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from linkhoi.eval.ap import ap_all_point, precision_recall
+from linkhoi.eval.ap import ap_all_point, precision_recall, rank_by_class
 from linkhoi.eval.base import EvalError, EvalResult, Evaluator, check_one_key_per_image
 from linkhoi.eval.batch import BatchRefused, all_structs, image_views, resolve_batch
 from linkhoi.eval.resolve import ROLES, resolve_triplets
@@ -238,7 +238,7 @@ class VCOCOEvaluator(Evaluator):
         n_a = len(cls.actions)
         if len(gt.ignored) == 0:  # no GT person at all: every detection is an FP
             none = np.zeros(len(key), bool)
-            order = np.lexsort((-score, key))
+            order = rank_by_class(key, score)
             return {"key": key, "score": score, "order": order, "dropped": none,
                     "tp_s1": none, "tp_s2": none}  # fmt: skip
         counts = (gt.person_start[1:] - gt.person_start[:-1])[img]
@@ -271,7 +271,7 @@ class VCOCOEvaluator(Evaluator):
         empty = np.isnan(obox).all(axis=1) | (obox == 0).all(axis=1)
         s1 = ~is_role | role_hit | (~has_gt_role & empty)
         s2 = ~is_role | role_hit | ~has_gt_role
-        order = np.lexsort((-score, key))
+        order = rank_by_class(key, score)
         group = (key * max(len(gt.ignored), 1) + j)[order]
         keep = ~dropped[order]
         tp_s1 = np.zeros(len(key), bool)
