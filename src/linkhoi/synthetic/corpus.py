@@ -50,7 +50,8 @@ def _fits():
     return lambda text: len(tok.encode(text)) + 2 <= CONTEXT  # start and end tokens
 
 
-def _squash(img: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+def squash(img: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """The image (or its ``box`` crop) resized to the VLM's SIZE x SIZE: (SIZE, SIZE, 3) uint8."""
     if box is not None:
         img = img.crop(tuple(int(round(v)) for v in box))
     return np.asarray(img.resize((SIZE, SIZE), Image.BICUBIC), dtype=np.uint8)
@@ -80,12 +81,12 @@ def build_chunk(seed: int, code: int, start: int, stop: int, crops: bool) -> dic
         rng = np.random.default_rng([seed, code, k])
         scene = make_scene(rng, f"corpus_{k:06d}.png", SCENE)
         img = render(scene, rng)
-        images.append(_squash(img))
+        images.append(squash(img))
         captions.append([scene_caption(scene, rng, fits) for _ in range(CAPTIONS)])
         classes.append(sorted(image_classes(scene)))
         if crops:
             i = int(rng.integers(len(scene.people)))
-            images.append(_squash(img, crop_box(scene, i, rng)))
+            images.append(squash(img, crop_box(scene, i, rng)))
             captions.append([single_caption(scene, i, rng) for _ in range(CAPTIONS)])
             classes.append([])
     return {"images": np.stack(images), "captions": captions, "classes": classes}
