@@ -94,7 +94,8 @@ def main() -> None:
 
     models = {"pretrained": load_vlm(shipped_paths()[0]), "random": build_model(seed=0)}
     if args.weights:
-        models = {Path(w).name: load_vlm(w) for w in args.weights}
+        # Named by folder and file: runs often share a file name (model.safetensors).
+        models = {f"{Path(w).parent.name}/{Path(w).stem}"[-22:]: load_vlm(w) for w in args.weights}
     rows: dict[str, dict[str, float]] = {}
     per_class: dict[str, list[float]] = {}
     for name, model in models.items():
