@@ -98,6 +98,48 @@ def test_pretrain_vlm_quick_runs_and_lowers_its_loss(tmp_path: Path) -> None:
     assert cfg == VLM_CONFIG
 
 
+def test_object_crops_and_image_size_keep_the_other_items(chunk) -> None:
+    more = build_chunk(0, SEED_CODE, 0, 12, crops=True, size=64, object_crops=True)
+    base = build_chunk(0, SEED_CODE, 0, 12, crops=True, size=64)
+    assert more["images"].shape[1:] == (64, 64, 3)
+    # Every scene of this range has an object: whole image, person crop, object crop.
+    assert len(more["captions"]) == 3 * 12 == len(more["images"])
+    keep = [i for i in range(36) if i % 3 != 2]
+    assert np.array_equal(more["images"][keep], base["images"])
+    assert [more["captions"][i] for i in keep] == base["captions"]
+    # The captions (and 128 px images' content) of the default corpus are untouched by size.
+    assert base["captions"] == chunk["captions"][:24]
+    objects = {"ball", "bicycle", "book", "chair", "cup", "horse", "kite", "umbrella"}
+    for i in range(2, 36, 3):
+        named = {o for o in objects for c in more["captions"][i] if c.endswith(f" {o}")}
+        assert len(named) == 1, more["captions"][i]
+        assert more["classes"][i] == []
+    # An object crop shows its object large: it differs from the whole image and the person crop.
+    assert not np.array_equal(more["images"][2], more["images"][0])
+
+
+def test_pretraining_at_another_size_exports_that_size(tmp_path: Path) -> None:
+    corpus = build_corpus(tmp_path / "c", 20, 8, progress=False, size=64, object_crops=True)
+    marker = json.loads((tmp_path / "c" / "corpus.json").read_text())
+    assert marker["size"] == 64 and marker["object_crops"] is True
+    cfg = PretrainConfig(steps=2, batch_size=16, lr=1e-3, warmup=1, eval_every=2, save_every=2)
+    pretrain(corpus, tmp_path / "r", cfg, progress=False)
+    config = json.loads((tmp_path / "r" / "open_clip_config.json").read_text())
+    assert config["vision_cfg"]["image_size"] == 64
+    model = load_vlm(tmp_path / "r" / "model.safetensors")
+    assert model.visual.image_size == (64, 64)
+    x = torch.zeros(1, 3, 64, 64)
+    assert model.encode_image(x).shape == (1, VLM_CONFIG["embed_dim"])
+    # the default corpus folder's marker has no size or object_crops keys (older corpora match)
+    plain = build_corpus(tmp_path / "p", 4, 2, progress=False)
+    assert set(json.loads((plain / "corpus.json").read_text())) == {
+        "num_scenes",
+        "num_val",
+        "seed",
+        "chunk",
+    }
+
+
 def test_shipped_vlm_matches_its_provenance_record() -> None:
     from linkhoi.synthetic.pretrain_cli import DEFAULT
 

@@ -120,6 +120,15 @@ def scene_caption(scene: Scene, rng: np.random.Generator, fits: Callable[[str], 
     return prefix + "people"
 
 
+OBJECT_TEMPLATES = ["{}", "a photo of {}", "an image of {}", "there is {}", "{} in the picture",
+                    "a picture of {}"]  # fmt: skip
+
+
+def object_caption(label: str, rng: np.random.Generator) -> str:
+    """A caption naming one object, for a crop centred on it ("a photo of a cup")."""
+    return str(rng.choice(OBJECT_TEMPLATES)).format(article(label))
+
+
 def image_classes(scene: Scene) -> set[tuple[str, str]]:
     """The (verb, object) interactions true somewhere in the image (image-level labels)."""
     return {(v, scene.labels[j]) for _, j, v in scene.truth}

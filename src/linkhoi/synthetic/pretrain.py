@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from linkhoi.io import atomic_path, atomic_write_text
 from linkhoi.synthetic.corpus import Corpus, load_corpus
-from linkhoi.synthetic.vlm import VLM_CONFIG, build_model, image_map, normalise, tokenizer
+from linkhoi.synthetic.vlm import build_model, image_map, normalise, tokenizer, vlm_config
 
 
 @dataclass
@@ -96,7 +96,8 @@ def pretrain(
             f"{corpus_dir}: {len(corpus.images)} images, fewer than a batch of {cfg.batch_size}"
         )
     tokens = tokenize_corpus(corpus)
-    model = build_model(cfg.seed)
+    size = int(corpus.images.shape[1])  # the model's input size is the corpus's image size
+    model = build_model(cfg.seed, size)
     opt = torch.optim.AdamW(
         param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6
     )
@@ -153,9 +154,9 @@ def pretrain(
     bar.close()
     if step < cfg.steps:
         return {"steps": step, "paused": True}
-    export(model, out / "model.safetensors", out / "open_clip_config.json")
+    export(model, out / "model.safetensors", out / "open_clip_config.json", vlm_config(size))
     final = image_map(model, val.images, val.classes)["map"]
-    random_map = image_map(build_model(cfg.seed + 1), val.images, val.classes)["map"]
+    random_map = image_map(build_model(cfg.seed + 1, size), val.images, val.classes)["map"]
     summary = {"steps": step, "image_map": final, "random_image_map": random_map,
                "seconds": round(time.perf_counter() - t0, 1), "config": asdict(cfg),
                "corpus_items": n, "threads": torch.get_num_threads()}  # fmt: skip
@@ -163,14 +164,16 @@ def pretrain(
     return summary
 
 
-def export(model: torch.nn.Module, weights: Path, config: Path) -> None:
+def export(
+    model: torch.nn.Module, weights: Path, config: Path, model_config: dict | None = None
+) -> None:
     """An open_clip safetensors state dict (fp16: half the size, and the loader casts it
-    back) and the open_clip model config it belongs to."""
+    back) and the open_clip model config it belongs to (default: the 128 px tiny CLIP's)."""
     from safetensors.torch import save_file
 
     sd = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
     # The config first: a reader that sees the weights file finds its config beside it.
-    atomic_write_text(config, json.dumps(VLM_CONFIG, indent=2) + "\n")
+    atomic_write_text(config, json.dumps(model_config or vlm_config(), indent=2) + "\n")
     with atomic_path(weights) as tmp:
         save_file(sd, str(tmp), metadata={"format": "pt", "model": "open_clip"})
 
@@ -191,6 +194,7 @@ def ship(run_dir: str | os.PathLike, dest_dir: str | os.PathLike, record: dict[s
     shutil.copyfile(run / "open_clip_config.json", dest / f"{VLM_NAME}.json")
     summary = json.loads((run / "summary.json").read_text())
     prov = {"name": VLM_NAME, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
-            "open_clip_config": VLM_CONFIG, **record, "summary": summary}  # fmt: skip
+            "open_clip_config": json.loads((run / "open_clip_config.json").read_text()),
+            **record, "summary": summary}  # fmt: skip
     atomic_write_text(dest / f"{VLM_NAME}.provenance.json", json.dumps(prov, indent=2) + "\n")
     return weights

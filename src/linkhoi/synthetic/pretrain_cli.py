@@ -26,6 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, help=f"default {DEFAULT[key]}")
     parser.add_argument("--lr", type=float, help=f"default {DEFAULT['lr']}")
     parser.add_argument("--seed", type=int, default=0, help="corpus and training seed")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=128,
+        help="the VLM's input size in px, a multiple of 16 (default %(default)s)",
+    )
+    parser.add_argument("--object-crops", action="store_true",
+                        help="also a crop centred on one object per scene, captioned with its name")  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="processes building the corpus")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -41,6 +49,9 @@ def settings(args: argparse.Namespace) -> dict:
     bad = [k for k in ("scenes", "steps", "batch_size", "eval_every") if base[k] < 1]
     if bad or base["warmup"] < 0 or base["lr"] <= 0 or args.seed < 0:
         raise ValueError(f"settings must be positive: {base} (seed {args.seed})")
+    size = getattr(args, "image_size", 128)
+    if size < 16 or size % 16:
+        raise ValueError(f"--image-size must be a positive multiple of 16 (the patch), not {size}")
     return base
 
 
@@ -61,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     corpus = Path(args.corpus) if args.corpus else out / "corpus"
     progress = not args.no_progress
     try:
-        build_corpus(corpus, s["scenes"], s["val"], args.seed, max(1, args.workers), progress)
+        build_corpus(corpus, s["scenes"], s["val"], args.seed, max(1, args.workers), progress,
+                     args.image_size, args.object_crops)  # fmt: skip
         cfg = PretrainConfig(steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"],
                              warmup=s["warmup"], seed=args.seed, eval_every=s["eval_every"])  # fmt: skip
         summary = pretrain(corpus, out, cfg, progress)

@@ -36,11 +36,18 @@ VLM_CONFIG: dict[str, Any] = {
 }
 
 
-def build_model(seed: int = 0) -> torch.nn.Module:
+def vlm_config(image_size: int = 128) -> dict[str, Any]:
+    """The tiny CLIP's open_clip config at an input size (a multiple of the 16 px patch)."""
+    cfg = json.loads(json.dumps(VLM_CONFIG))
+    cfg["vision_cfg"]["image_size"] = int(image_size)
+    return cfg
+
+
+def build_model(seed: int = 0, image_size: int = 128) -> torch.nn.Module:
     """The tiny CLIP with seeded random weights (open_clip's own model class)."""
     from open_clip.model import CLIP
 
-    cfg = {k: v for k, v in VLM_CONFIG.items() if k != "quick_gelu"}
+    cfg = {k: v for k, v in vlm_config(image_size).items() if k != "quick_gelu"}
     torch.manual_seed(seed)
     return CLIP(**cfg, quick_gelu=VLM_CONFIG["quick_gelu"], output_dict=True)
 
@@ -78,11 +85,15 @@ def class_prompts() -> tuple[list[tuple[str, str]], list[str]]:
 
 
 def load_vlm(weights: str | Path) -> torch.nn.Module:
-    """The tiny CLIP with the weights of a safetensors file (fp16 files are cast back)."""
+    """The tiny CLIP with the weights of a safetensors file (fp16 files are cast back); its
+    input size follows from the file's position embedding (one row per patch, plus one)."""
     from safetensors.torch import load_file
 
-    model = build_model()
-    model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    state = {k: v.float() for k, v in load_file(str(weights)).items()}
+    patch = VLM_CONFIG["vision_cfg"]["patch_size"]
+    grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    model = build_model(image_size=grid * patch)
+    model.load_state_dict(state)
     return model
 
 
