@@ -26,25 +26,36 @@ import torch
 
 
 def scenes(n: int, seed: int) -> dict:
-    """Whole images, one person crop each, image-level classes, object counts, crop objects."""
+    """Rendered scenes (full size), one person-crop box each, image-level classes, object
+    counts and the objects inside the crop."""
     from linkhoi.data.synthetic_scene import make_scene, render
     from linkhoi.synthetic.captions import image_classes
-    from linkhoi.synthetic.corpus import SCENE, VAL_CODE, crop_box, squash
+    from linkhoi.synthetic.corpus import SCENE, VAL_CODE, crop_box
 
-    out: dict[str, list] = {"whole": [], "crop": [], "classes": [], "counts": [], "in_crop": []}
+    out: dict[str, list] = {"img": [], "box": [], "classes": [], "counts": [], "in_crop": []}
     for k in range(n):
         rng = np.random.default_rng([seed, VAL_CODE, k])
         scene = make_scene(rng, f"corpus_{k:06d}.png", SCENE)
-        img = render(scene, rng)
+        out["img"].append(render(scene, rng))
         box = crop_box(scene, int(rng.integers(len(scene.people))), rng)
         centres = (scene.boxes[:, :2] + scene.boxes[:, 2:]) / 2
         inside = (centres >= box[:2]).all(1) & (centres <= box[2:]).all(1)
-        out["whole"].append(squash(img))
-        out["crop"].append(squash(img, box))
+        out["box"].append(box)
         out["classes"].append(image_classes(scene))
         out["counts"].append({c: scene.labels.count(c) for c in set(scene.labels)})
         out["in_crop"].append({c for c, i in zip(scene.labels, inside, strict=True) if i})
     return out
+
+
+def views(data: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(whole images, person crops), each (N, size, size, 3) uint8, as the corpus squashes them."""
+    from linkhoi.synthetic.corpus import squash
+
+    whole = np.stack([squash(img, size=size) for img in data["img"]])
+    crop = np.stack(
+        [squash(img, box, size) for img, box in zip(data["img"], data["box"], strict=True)]
+    )
+    return whole, crop
 
 
 def mean_ap(scores: np.ndarray, positives: np.ndarray) -> tuple[float, list[float]]:
@@ -84,7 +95,7 @@ def main() -> None:
     from linkhoi.synthetic.vlm import build_model, class_prompts, load_vlm, shipped_paths
 
     data = scenes(args.scenes, args.seed)
-    whole, crop = np.stack(data["whole"]), np.stack(data["crop"])
+    sized: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     classes, prompts = class_prompts()
     objects = sorted({c for counts in data["counts"] for c in counts} - {"person"})
     object_prompts = [f"a photo of a {o}" for o in objects]
@@ -92,13 +103,19 @@ def main() -> None:
     has = np.array([[counts.get(o, 0) > 0 for o in objects] for counts in data["counts"]])
     has_crop = np.array([[o in inside for o in objects] for inside in data["in_crop"]])
 
-    models = {"pretrained": load_vlm(shipped_paths()[0]), "random": build_model(seed=0)}
+    shipped = load_vlm(shipped_paths()[0])
+    random = build_model(seed=0, image_size=int(shipped.visual.image_size[0]))
+    models = {"pretrained": shipped, "random": random}
     if args.weights:
         # Named by folder and file: runs often share a file name (model.safetensors).
         models = {f"{Path(w).parent.name}/{Path(w).stem}"[-22:]: load_vlm(w) for w in args.weights}
     rows: dict[str, dict[str, float]] = {}
     per_class: dict[str, list[float]] = {}
     for name, model in models.items():
+        size = int(model.visual.image_size[0])  # each VLM sees the scenes at its input size
+        if size not in sized:
+            sized[size] = views(data, size)
+        whole, crop = sized[size]
         sims = cosines(model, whole, prompts)
         rows[name] = {"image_map": mean_ap(sims, pos)[0]}
         rows[name]["centred"] = mean_ap(centred(sims), pos)[0]

@@ -172,3 +172,27 @@ def test_demo_worker_failure_is_one_error(
     assert err[0].startswith("linkhoi demo: error: training the random VLM's models failed:")
     assert "gone.safetensors" in err[0]
     assert not (out / "random_teacher.pt").exists()
+
+
+def test_demo_random_vlm_takes_the_shipped_input_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shipped VLM of another input size (here 64 px) gets a random twin of that size, under a
+    name of its own, and each VLM's image_map sees the scenes at its own size."""
+    from linkhoi import demo, demo_report
+    from linkhoi.synthetic import vlm
+    from linkhoi.synthetic.pretrain import export
+
+    ship = tmp_path / "ship"
+    ship.mkdir()
+    weights, config = ship / "v.safetensors", ship / "v.json"
+    export(vlm.build_model(seed=3, image_size=64), weights, config, vlm.vlm_config(64))
+    monkeypatch.setattr(vlm, "shipped_paths", lambda: (weights, config, ship / "p.json"))
+    monkeypatch.setenv("LINKHOI_CACHE", str(tmp_path / "cache"))
+    vlms = demo._vlms()
+    random = Path(vlms["random"]["weights"])
+    assert random.name == "synthetic-clip-random-seed0-64px.safetensors"
+    assert json.loads(random.with_suffix(".json").read_text())["vision_cfg"]["image_size"] == 64
+    assert vlm.load_vlm(random).visual.image_size == (64, 64)
+    known = demo_report.vlm_knowledge(vlms, 8, 0)
+    assert all(0.0 <= known[k]["image_map"] <= 1.0 for k in ("pretrained", "random"))

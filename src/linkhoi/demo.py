@@ -107,16 +107,20 @@ def _vlms() -> dict[str, dict[str, Any]]:
     and the same config with seeded random weights (saved once to the cache)."""
     from linkhoi.model.clip_loading import file_sha256
     from linkhoi.synthetic.pretrain import export
-    from linkhoi.synthetic.vlm import build_model, shipped_paths
+    from linkhoi.synthetic.vlm import build_model, shipped_paths, vlm_config
 
     weights, config, _ = shipped_paths()
     if not weights.is_file():
         raise DemoError(f"the shipped VLM is missing: {weights} (reinstall linkhoi)")
-    random_weights = cache_root() / "demo" / "synthetic-clip-random-seed0.safetensors"
+    # The random VLM has the shipped one's input size (named by it when not the first, 128 px).
+    size = int(json.loads(config.read_text())["vision_cfg"]["image_size"])
+    name = "synthetic-clip-random-seed0" + ("" if size == 128 else f"-{size}px")
+    random_weights = cache_root() / "demo" / f"{name}.safetensors"
     if not random_weights.is_file():
         with output_lock(random_weights.parent, "linkhoi demo (random VLM)", wait=True):
             if not random_weights.is_file():  # another demo may have written it meanwhile
-                export(build_model(seed=0), random_weights, random_weights.with_suffix(".json"))
+                export(build_model(seed=0, image_size=size), random_weights,
+                       random_weights.with_suffix(".json"), vlm_config(size))  # fmt: skip
     return {
         name: {"spec": f"open_clip:{config}", "weights": w, "sha256": file_sha256(w)}
         for name, w in (("pretrained", weights), ("random", random_weights))

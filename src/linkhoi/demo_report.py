@@ -118,11 +118,15 @@ def vlm_knowledge(vlms: dict[str, dict[str, Any]], num_images: int, seed: int) -
     from linkhoi.synthetic.corpus import VAL_CODE, build_chunk
     from linkhoi.synthetic.vlm import image_map, load_vlm
 
-    val = build_chunk(seed, VAL_CODE, 0, num_images, crops=False)
-    labels = [[tuple(c) for c in cl] for cl in val["classes"]]
-    out = {}
+    out, vals = {}, {}
     for name, vlm in vlms.items():
-        out[name] = {"image_map": image_map(load_vlm(vlm["weights"]), val["images"], labels)["map"]}
+        model = load_vlm(vlm["weights"])
+        size = int(model.visual.image_size[0])  # the scenes at each VLM's own input size
+        if size not in vals:
+            vals[size] = build_chunk(seed, VAL_CODE, 0, num_images, crops=False, size=size)
+        val = vals[size]
+        labels = [[tuple(c) for c in cl] for cl in val["classes"]]
+        out[name] = {"image_map": image_map(model, val["images"], labels)["map"]}
     return out
 
 
