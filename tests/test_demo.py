@@ -121,9 +121,9 @@ def test_demo_cache_writes_hold_the_cache_lock(
 
     real_export = pretrain.export
 
-    def export(model: object, weights: Path, config: Path) -> None:
+    def export(model: object, weights: Path, config: Path, model_config: object = None) -> None:
         locked("random vlm")
-        real_export(model, weights, config)
+        real_export(model, weights, config, model_config)
 
     monkeypatch.setattr(pretrain, "export", export)
     vlms = demo._vlms()
