@@ -24,6 +24,7 @@ from linkhoi.synthetic.vlm import (
     load_vlm,
     shipped_paths,
     tokenizer,
+    vlm_config,
 )
 
 
@@ -141,14 +142,33 @@ def test_pretraining_at_another_size_exports_that_size(tmp_path: Path) -> None:
 
 
 def test_shipped_vlm_matches_its_provenance_record() -> None:
-    from linkhoi.synthetic.pretrain_cli import DEFAULT
+    import argparse
+    import shlex
+
+    from linkhoi.synthetic.pretrain_cli import add_arguments, settings
 
     weights, config, _ = shipped_paths()
     record = load_provenance()
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == record["sha256"]
-    assert json.loads(config.read_text()) == VLM_CONFIG == record["open_clip_config"]
-    assert record["settings"] == DEFAULT  # made with the command's defaults
-    assert record["command"].startswith("linkhoi pretrain-vlm")
+    shipped_config = json.loads(config.read_text())
+    assert shipped_config == record["open_clip_config"]
+    assert shipped_config == vlm_config(shipped_config["vision_cfg"]["image_size"])
+    # The recorded command, parsed by the command's own parser, gives the recorded settings,
+    # corpus and input size: running it again makes this file.
+    words = shlex.split(record["command"])
+    assert words[:2] == ["linkhoi", "pretrain-vlm"]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(words[2:])
+    assert settings(args) == record["settings"]
+    assert args.seed == record["seed"] == record["corpus"]["seed"]
+    assert record["corpus"]["num_scenes"] == record["settings"]["scenes"]
+    assert (
+        record["corpus"].get("size", 128)
+        == args.image_size
+        == load_vlm(weights).visual.image_size[0]
+    )
+    assert record["corpus"].get("object_crops", False) == args.object_crops
     assert weights.stat().st_size <= 16 * 2**20
 
 
