@@ -127,10 +127,15 @@ def parse_index(value: object, file: str | Path, image: str, field: str) -> int:
 def parse_size(record: dict, file: str | Path, image: str, prefix: str = "") -> tuple[int, int]:
     """(width, height): the integers ``record["width"]``, ``record["height"]``; ``prefix``
     is put before the field names in messages."""
-    return (
-        parse_index(record.get("width"), file, image, prefix + "width"),
-        parse_index(record.get("height"), file, image, prefix + "height"),
-    )
+    sides = []
+    for key in ("width", "height"):
+        side = parse_index(record.get(key), file, image, prefix + key)
+        if side >= 2**31:  # 10**400 would stop the box checks with an OverflowError
+            raise DatasetError(
+                f"image {key} {brief(side)} is beyond 2**31 - 1", file, image, prefix + key
+            )
+        sides.append(side)
+    return sides[0], sides[1]
 
 
 def parse_optional_index(value: object, file: str | Path, image: str, field: str) -> int | None:
@@ -258,7 +263,12 @@ def image_records(records: Iterable[object], file: str | Path) -> Iterator[tuple
 def entries(record: dict, key: str, file: str | Path, image: str) -> Iterator[tuple[str, dict]]:
     """(field, entry) for each entry of the list ``record[key]`` (missing: none); each entry
     must be an object."""
-    for j, entry in enumerate(record.get(key) or []):
+    values = record.get(key) or []
+    if not isinstance(values, list):
+        raise DatasetError(
+            f"expected a list of objects, got {type(values).__name__}", file, image, key
+        )
+    for j, entry in enumerate(values):
         where = f"{key}[{j}]"
         if not isinstance(entry, dict):
             raise DatasetError("expected an object", file, image, where)

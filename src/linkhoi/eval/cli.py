@@ -112,7 +112,9 @@ def evaluate_file(
     check_ground_truth(benchmark, evaluator.num_gt_images, evaluator.num_gt_pairs, annotations)
     try:
         return _evaluate_stream(evaluator, predictions, benchmark, fast=True)
-    except FastPathUnavailable:  # start again with the reader that words every error
+    except (FastPathUnavailable, TripletFileError, EvalError):
+        # start again with the reader that words every error with the file's own values
+        # (the structs hold [10.0, 10.0, 1.0, 1.0] where the file says [10, 10, 1, 1])
         return _evaluate_stream(evaluator, predictions, benchmark, fast=False)
 
 

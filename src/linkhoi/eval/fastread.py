@@ -38,8 +38,8 @@ import numpy as np
 from linkhoi.eval.resolve import CLASS_FIELDS, TripletArrays
 from linkhoi.eval.triplets import (
     TripletFileError,
+    _check_one,
     _is_jsonl,
-    _raise_first_problem,
     _where,
     check_header,
 )
@@ -120,9 +120,10 @@ class _Image(msgspec.Struct, gc=False):
 
 class _File(msgspec.Struct, gc=False):
     images: list[_LazyImage]
-    format: str | None = None
-    version: int | None = None
-    label_space: str | None = None
+    # absent is UNSET; a null is refused (the stdlib reader words it: "'format' is None")
+    format: str | msgspec.UnsetType = msgspec.UNSET
+    version: int | msgspec.UnsetType = msgspec.UNSET
+    label_space: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class FastPathUnavailable(Exception):
@@ -135,7 +136,7 @@ _LINE = msgspec.json.Decoder(_Image)
 
 
 def _header(values: dict, path: Path) -> dict:
-    header = {k: v for k, v in values.items() if v is not None}
+    header = {k: v for k, v in values.items() if v is not msgspec.UNSET}
     check_header(header, path)
     return header
 
@@ -276,7 +277,18 @@ def struct_arrays(dets: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarr
         checked = ob[has]
     with np.errstate(over="ignore", invalid="ignore"):
         ok = n == 0 or min(_check(hb), _check(checked)) + 0.0 * sc.sum() >= 0
+        # msgspec reads an integer beyond 64 bits (10**30) as a float, which the dict path
+        # refuses: a value this large goes to the exact checks of the stdlib path
+        ok = ok and max(_magnitude(hb), _magnitude(checked), _magnitude(sc)) < _BIG
     return (hb, ob, sc) if ok else None
+
+
+_BIG = 2.0**63  # from here on a number may have been an integer beyond 64 bits in the file
+
+
+def _magnitude(values: np.ndarray) -> float:
+    """The largest absolute value of an array of finite values (0 when empty)."""
+    return float(np.abs(values).max()) if values.size else 0.0
 
 
 def _check(boxes: np.ndarray) -> float:
@@ -292,11 +304,15 @@ def resolve_structs(dets: Sequence[Any], r: Any, path: Any, image: Any) -> Tripl
     label space's resolver).
 
     The arrays and their checks come from :func:`struct_arrays`. A failed check, or a class
-    not met before, goes through the dict path, which words the error exactly as for a dict.
+    not met before, goes through the dict path, which words the error exactly as for a dict;
+    a check failed only by a value beyond 2**63 raises :class:`FastPathUnavailable` (the
+    stdlib reader tells an integer beyond 64 bits from a float).
     """
     arrays = struct_arrays(dets)
     if arrays is None:
-        _raise_first_problem(_as_dicts(dets), path, image)
+        for j, d in enumerate(_as_dicts(dets)):
+            _check_one(d, path, image, j)
+        raise FastPathUnavailable(f"{_where(path, image)}: a value beyond 2**63")
     hb, ob, sc = arrays
     get = r.memo.get
     codes = [get(k, -1) for k in map(CLASS_KEY, dets)]

@@ -47,7 +47,7 @@ def pixel_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _blocks(gt_key: np.ndarray, key: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
     """(start, count) (D,) of each detection's ground-truth block in ``gt_key`` (sorted)."""
-    if n_cells <= _DENSE_CELLS and len(key) > 4 * len(gt_key):
+    if n_cells <= _DENSE_CELLS and len(key) > 4 * len(gt_key) > 0:
         uniq, first, size = np.unique(gt_key, return_index=True, return_counts=True)
         table = np.full(n_cells, -1, np.int32)
         table[uniq] = np.arange(len(uniq), dtype=np.int32)
