@@ -45,7 +45,7 @@ HOSTILE: list[Any] = [
     [1, 2, 3], [1, 2, 3, 4, 5], {"x1": 1}, [1, 2, 3, "4"], [1, True, 3, 4], [[1, 2], [3, 4]],
     [5, 5, 5, 5], [10, 10, 1, 1], [1, "@@NaN@@", 3, 4], [1, 2, "@@1e400@@", 4], [1, 2, 3, None],
     [1.5, 2, 10**30, 4], [-0.0, 0, 1, 1], "Ride", "hair drier", "person", "Ŝ/ü.jpg",
-    "@@1e30@@", 2**64, 2**64 - 1, -(2**63) - 1, [1, 2, 2**64, 4],
+    "@@1e30@@", 2**64, 2**64 - 1, -(2**63) - 1, [1, 2, 2**64, 4], "@@DEEP@@", "obj", "instr",
 ]  # fmt: skip
 
 
@@ -61,6 +61,7 @@ def _literals(text: str) -> str:
     """Turn the ``"@@X@@"`` placeholders of a json.dumps text into bare literals / keys."""
     for lit in ("NaN", "Infinity", "-Infinity", "1e400", "-0", "1E2", "1e30"):
         text = text.replace(f'"@@{lit}@@"', lit)
+    text = text.replace('"@@DEEP@@"', "[" * 1100 + "]" * 1100)  # beyond both parsers' depth
     for key in ("score", "human_box", "verb", "bbox", "category_id", "file_name"):
         text = text.replace(f'"@@dup_{key}@@"', f'"{key}"')  # a duplicated key
     return text
@@ -173,7 +174,7 @@ def test_ground_truth_array_path_equals_the_per_record_reader(tmp_path, monkeypa
             errors += fast[0].startswith("error")
     # every kind of outcome was exercised: array path, per-record samples, errors
     assert sum(taken) > N_CASES // 2 and len(taken) - sum(taken) > N_CASES // 2
-    assert N_CASES // 2 < errors < 3 * N_CASES // 2  # of 2 * N_CASES reads
+    assert 0.1 < errors / (2 * N_CASES) < 0.9
 
 
 # ------------------------------------------------------------------------------ predictions
@@ -257,6 +258,9 @@ def _write_predictions(rng: random.Random, images: list, header: dict, folder: P
     suffix = ".jsonl" if form.startswith("jsonl") else ".json"
     path = folder / f"preds{suffix}{rng.choice(['', '', '', '.gz'])}"
     data = _literals(text).encode()
+    data = rng.choice([b"", b"", b"", b"\xef\xbb\xbf", b" \n"]) + data.replace(
+        b"\n", rng.choice([b"\n", b"\r\n"])
+    )
     path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
     return path
 
@@ -264,9 +268,11 @@ def _write_predictions(rng: random.Random, images: list, header: dict, folder: P
 def _evaluate(samples: list[Sample], path: Path, mode: str, m: pytest.MonkeyPatch, rng: random.Random) -> str:  # fmt: skip
     """Evaluate ``path`` the ``mode`` way: ``general`` (the stdlib reader, image by image),
     ``fast`` (msgspec structs, named where they fit, batches of a random size), ``unnamed``
-    (general structs only); the label space's class memo starts empty, or is kept (``warm``)."""
+    (general structs only); the label space's class memo starts empty, or is kept (``warm``);
+    ``strict`` and ``known`` (Known-Object setting) as in the CLI."""
     ls = HICO if "warm" in mode else copy.deepcopy(HICO)
-    ev = HICOEvaluator(samples, ls, strict="strict" in mode)
+    setting = "known_object" if "known" in mode else "default"
+    ev = HICOEvaluator(samples, ls, setting=setting, strict="strict" in mode)
     with m.context() as m:
         if "general" in mode:
             m.setattr(fastread, "read_triplets_fast", _unavailable)
@@ -307,15 +313,15 @@ def test_prediction_fast_paths_equal_the_general_path(tmp_path, monkeypatch) -> 
         for _ in range(rng.choice([0, 0, 1, 1, 2])):
             _mutate_predictions(rng, images, header)
         path = _write_predictions(rng, images, header, tmp_path)
-        strict = "strict" if rng.random() < 0.2 else ""
-        general = _evaluate(samples, path, "general" + strict, monkeypatch, rng)
+        options = rng.choice(["", "", "", "_strict", "_known"])
+        general = _evaluate(samples, path, "general" + options, monkeypatch, rng)
         for mode in ("fast", "fast_unnamed", "fast_warm"):
-            assert _evaluate(samples, path, mode + strict, monkeypatch, rng) == general, (
+            assert _evaluate(samples, path, mode + options, monkeypatch, rng) == general, (
                 f"case {case}, {mode}: {path.read_bytes()[:3000]!r}"
             )
         errors += general.startswith("error")
         path.unlink()
-    assert N_CASES // 4 < errors < 3 * N_CASES // 4
+    assert 0.1 < errors / N_CASES < 0.9  # both outcomes exercised
     # the fast path gave the result of most files the general path could evaluate
     assert sum(FAST_RESULTS) > 3 * (N_CASES - errors) * 3 // 4
 
@@ -388,7 +394,7 @@ def test_cli_gives_one_line_never_a_traceback(tmp_path, capsys) -> None:
 
     rng = random.Random(SEED + 1)
     codes = []
-    for case in range(30):
+    for case in range(max(30, N_CASES // 4)):
         records = _gt_records(rng, n_images=5)
         images, header = _predictions(rng, hico._from_ppdm(copy.deepcopy(records), Path("gt"), None, HICO, "error")), {}  # fmt: skip
         for _ in range(rng.choice([0, 1, 2])):
@@ -407,7 +413,7 @@ def test_cli_gives_one_line_never_a_traceback(tmp_path, capsys) -> None:
         codes.append(code)
         gt.unlink()
         preds.unlink()
-    assert 5 < sum(codes) < 25
+    assert 0.1 < np.mean(codes) < 0.95  # both outcomes exercised
 
 
 # ------------------------------------------------------------------------------ found by fuzzing
@@ -421,6 +427,8 @@ def test_cli_gives_one_line_never_a_traceback(tmp_path, capsys) -> None:
         # a null header field was taken as absent
         ('{"format": null, "images": [{"file_name": NAME, "detections": [DET, "score": 1}]}]}', "'format' is None"),
         ('{"format": null}\n{"file_name": NAME, "detections": [DET, "score": 1}]}', "'format' is None"),
+        # msgspec's RecursionError was a traceback
+        ('{"images": [{"file_name": NAME, "detections": [DET, "score": 1, "x": "@@DEEP@@"}]}]}', "nested too deep"),
     ],
 )  # fmt: skip
 def test_triplet_cases_found_by_fuzzing(
@@ -429,7 +437,9 @@ def test_triplet_cases_found_by_fuzzing(
     samples = _samples(random.Random(0))
     det = '{"human_box": [1, 1, 5, 5], "object_box": null, "hoi_id": 58'
     path = tmp_path / ("p.jsonl" if "\n" in text else "p.json")
-    path.write_text(text.replace("NAME", json.dumps(samples[0].file_name)).replace("DET", det))
+    path.write_text(
+        _literals(text.replace("NAME", json.dumps(samples[0].file_name)).replace("DET", det))
+    )
     general = _evaluate(samples, path, "general", monkeypatch, random.Random(0))
     assert general.startswith("error") == (error is not None) and (error or "") in general
     for mode in ("fast", "fast_unnamed"):

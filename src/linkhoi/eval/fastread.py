@@ -196,8 +196,8 @@ def read_triplets_fast(
                 except msgspec.ValidationError:
                     named = None  # ids, other names...: the general structs from now on
             yield name, _DETECTIONS.decode(dets)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
-        raise FastPathUnavailable(str(err)) from None
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as err:
+        raise FastPathUnavailable(str(err)) from None  # RecursionError: nesting too deep
 
 
 def _jsonl_images(
