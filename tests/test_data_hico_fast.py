@@ -131,3 +131,34 @@ def test_records_that_are_not_plain_lists_of_objects() -> None:
     no_pairs = [{"file_name": "a.jpg"}, {"file_name": "b.jpg", "annotations": None}]
     got = _fast(no_pairs)
     assert got is not None and [s.boxes.shape for s in got] == [(0, 4), (0, 4)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"annotations": {}}, "'annotations': expected a list of objects, got dict"),
+        ({"hoi_annotation": 0}, "'hoi_annotation': expected a list of objects, got int"),
+        ({"width": -5, "height": 10}, "'width': expected a positive integer, got -5"),
+    ],
+)
+def test_wrong_containers_and_negative_sizes_are_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict, message: str
+) -> None:
+    """Found by the fuzz harness: both readers took {} or 0 for "no annotations" and a negative
+    width as a size. Now one error from either path (the array path hands them over)."""
+    from linkhoi.data.sample import DatasetError
+
+    records = _records(6)
+    records[2].update(change)
+    path = tmp_path / "test_hico.json"
+    path.write_text(json.dumps(records))
+    if "width" not in change:
+        assert _fast(records) is None  # the array path does not decide these
+    for read in (lambda: read_hico_json(path), lambda: _slow(path, monkeypatch)):
+        with pytest.raises(DatasetError) as err:
+            read()
+        assert message in str(err.value) and "HICO_test2015_00000003.jpg" in str(err.value)
+    # missing or null still means "none"
+    records[2].update({"annotations": None, "hoi_annotation": None, "width": 0, "height": 0})
+    path.write_text(json.dumps(records))
+    assert len(read_hico_json(path)) == 6

@@ -63,7 +63,8 @@ def _columns(records: list[Any]) -> tuple[list[str], list[list], list[list]]:
     for rec in records:
         if type(rec) is not dict or type(rec.get("file_name")) is not str:
             raise _Unusual
-        a, h = rec.get("annotations") or [], rec.get("hoi_annotation") or []
+        a, h = rec.get("annotations"), rec.get("hoi_annotation")
+        a, h = [] if a is None else a, [] if h is None else h  # {} or 0: the per-record error
         if type(a) is not list or type(h) is not list:
             raise _Unusual
         names.append(rec["file_name"])

@@ -130,6 +130,9 @@ def parse_size(record: dict, file: str | Path, image: str, prefix: str = "") -> 
     sides = []
     for key in ("width", "height"):
         side = parse_index(record.get(key), file, image, prefix + key)
+        if side < 0:  # 0 is allowed: it means "size unknown" throughout linkhoi
+            msg = f"expected a positive integer, got {brief(record.get(key))}"
+            raise DatasetError(msg, file, image, prefix + key)
         if side >= 2**31:  # 10**400 would stop the box checks with an OverflowError
             raise DatasetError(
                 f"image {key} {brief(side)} is beyond 2**31 - 1", file, image, prefix + key
@@ -263,7 +266,8 @@ def image_records(records: Iterable[object], file: str | Path) -> Iterator[tuple
 def entries(record: dict, key: str, file: str | Path, image: str) -> Iterator[tuple[str, dict]]:
     """(field, entry) for each entry of the list ``record[key]`` (missing: none); each entry
     must be an object."""
-    values = record.get(key) or []
+    values = record.get(key)
+    values = [] if values is None else values  # missing or null: none; {} or 0 is an error
     if not isinstance(values, list):
         raise DatasetError(
             f"expected a list of objects, got {type(values).__name__}", file, image, key
