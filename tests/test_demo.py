@@ -121,9 +121,9 @@ def test_demo_cache_writes_hold_the_cache_lock(
 
     real_export = pretrain.export
 
-    def export(model: object, weights: Path, config: Path, model_config: object = None) -> None:
+    def export(model: object, weights: Path, config: Path) -> None:
         locked("random vlm")
-        real_export(model, weights, config, model_config)
+        real_export(model, weights, config)
 
     monkeypatch.setattr(pretrain, "export", export)
     vlms = demo._vlms()
@@ -186,7 +186,7 @@ def test_demo_random_vlm_takes_the_shipped_input_size(
     ship = tmp_path / "ship"
     ship.mkdir()
     weights, config = ship / "v.safetensors", ship / "v.json"
-    export(vlm.build_model(seed=3, image_size=64), weights, config, vlm.vlm_config(64))
+    export(vlm.build_model(seed=3, image_size=64), weights, config)
     monkeypatch.setattr(vlm, "shipped_paths", lambda: (weights, config, ship / "p.json"))
     monkeypatch.setenv("LINKHOI_CACHE", str(tmp_path / "cache"))
     vlms = demo._vlms()

@@ -107,7 +107,7 @@ def _vlms() -> dict[str, dict[str, Any]]:
     and the same config with seeded random weights (saved once to the cache)."""
     from linkhoi.model.clip_loading import file_sha256
     from linkhoi.synthetic.pretrain import export
-    from linkhoi.synthetic.vlm import build_model, shipped_paths, vlm_config
+    from linkhoi.synthetic.vlm import build_model, shipped_paths
 
     weights, config, _ = shipped_paths()
     if not weights.is_file():
@@ -119,8 +119,8 @@ def _vlms() -> dict[str, dict[str, Any]]:
     if not random_weights.is_file():
         with output_lock(random_weights.parent, "linkhoi demo (random VLM)", wait=True):
             if not random_weights.is_file():  # another demo may have written it meanwhile
-                export(build_model(seed=0, image_size=size), random_weights,
-                       random_weights.with_suffix(".json"), vlm_config(size))  # fmt: skip
+                model = build_model(seed=0, image_size=size)
+                export(model, random_weights, random_weights.with_suffix(".json"))
     return {
         name: {"spec": f"open_clip:{config}", "weights": w, "sha256": file_sha256(w)}
         for name, w in (("pretrained", weights), ("random", random_weights))

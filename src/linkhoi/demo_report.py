@@ -123,10 +123,9 @@ def vlm_knowledge(vlms: dict[str, dict[str, Any]], num_images: int, seed: int) -
         model = load_vlm(vlm["weights"])
         size = int(model.visual.image_size[0])  # the scenes at each VLM's own input size
         if size not in vals:
-            vals[size] = build_chunk(seed, VAL_CODE, 0, num_images, crops=False, size=size)
-        val = vals[size]
-        labels = [[tuple(c) for c in cl] for cl in val["classes"]]
-        out[name] = {"image_map": image_map(model, val["images"], labels)["map"]}
+            val = build_chunk(seed, VAL_CODE, 0, num_images, crops=False, size=size)
+            vals[size] = val["images"], [[tuple(c) for c in cl] for cl in val["classes"]]
+        out[name] = {"image_map": image_map(model, *vals[size])["map"]}
     return out
 
 

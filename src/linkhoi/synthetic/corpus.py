@@ -76,12 +76,7 @@ def crop_box(scene: Scene, i: int, rng: np.random.Generator) -> tuple[float, flo
     x1, y1 = b[:, 0].min(), b[:, 1].min()
     x2, y2 = b[:, 2].max(), b[:, 3].max()
     pad = rng.uniform(0.05, 0.2) * max(x2 - x1, y2 - y1)
-    return (
-        max(0.0, x1 - pad),
-        max(0.0, y1 - pad),
-        min(float(scene.width), x2 + pad),
-        min(float(scene.height), y2 + pad),
-    )
+    return _inside(scene, x1 - pad, y1 - pad, x2 + pad, y2 + pad)
 
 
 def object_box(scene: Scene, j: int, rng: np.random.Generator) -> tuple[float, float, float, float]:
@@ -91,12 +86,12 @@ def object_box(scene: Scene, j: int, rng: np.random.Generator) -> tuple[float, f
     side = max(28.0, rng.uniform(1.6, 3.0) * float(max(b[2] - b[0], b[3] - b[1])))
     cx = (b[0] + b[2]) / 2 + rng.uniform(-0.2, 0.2) * side
     cy = (b[1] + b[3]) / 2 + rng.uniform(-0.2, 0.2) * side
-    return (
-        max(0.0, cx - side / 2),
-        max(0.0, cy - side / 2),
-        min(float(scene.width), cx + side / 2),
-        min(float(scene.height), cy + side / 2),
-    )
+    return _inside(scene, cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
+def _inside(scene: Scene, x1: float, y1: float, x2: float, y2: float) -> tuple[float, ...]:
+    """The box (x1, y1, x2, y2) clipped to the scene's image."""
+    return (max(0.0, x1), max(0.0, y1), min(float(scene.width), x2), min(float(scene.height), y2))
 
 
 def build_chunk(
@@ -126,7 +121,7 @@ def build_chunk(
             captions.append([single_caption(scene, i, rng) for _ in range(CAPTIONS)])
             classes.append([])
         things = [j for j, label in enumerate(scene.labels) if label != "person"]
-        if object_crops and things:
+        if object_crops and things:  # scenes without an object give no object crop
             orng = np.random.default_rng([seed, code, k, 1])
             j = things[int(orng.integers(len(things)))]
             images.append(squash(img, object_box(scene, j, orng), size))
@@ -178,12 +173,12 @@ def build_corpus(
         ("train", num_scenes, SEED_CODE, True),
         ("val", num_val, VAL_CODE, False),
     ):
-        more = (size, object_crops and crops)
         (root / split).mkdir(exist_ok=True)
         for c, start in enumerate(range(0, n, CHUNK)):
             path = root / split / f"chunk_{c:05d}.npz"
             if not path.is_file():
-                jobs.append((path, seed, code, start, min(n, start + CHUNK), crops, *more))
+                stop = min(n, start + CHUNK)
+                jobs.append((path, seed, code, start, stop, crops, size, object_crops and crops))
     bar = tqdm(total=len(jobs), desc="caption corpus", unit="chunk", disable=not progress)
     if workers > 1 and len(jobs) > 1:
         with get_context("spawn").Pool(workers) as pool:

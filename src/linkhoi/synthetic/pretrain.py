@@ -154,7 +154,7 @@ def pretrain(
     bar.close()
     if step < cfg.steps:
         return {"steps": step, "paused": True}
-    export(model, out / "model.safetensors", out / "open_clip_config.json", vlm_config(size))
+    export(model, out / "model.safetensors", out / "open_clip_config.json")
     final = image_map(model, val.images, val.classes)["map"]
     random_map = image_map(build_model(cfg.seed + 1, size), val.images, val.classes)["map"]
     summary = {"steps": step, "image_map": final, "random_image_map": random_map,
@@ -164,16 +164,15 @@ def pretrain(
     return summary
 
 
-def export(
-    model: torch.nn.Module, weights: Path, config: Path, model_config: dict | None = None
-) -> None:
+def export(model: torch.nn.Module, weights: Path, config: Path) -> None:
     """An open_clip safetensors state dict (fp16: half the size, and the loader casts it
-    back) and the open_clip model config it belongs to (default: the 128 px tiny CLIP's)."""
+    back) and the open_clip model config it belongs to (at the model's input size)."""
     from safetensors.torch import save_file
 
     sd = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
     # The config first: a reader that sees the weights file finds its config beside it.
-    atomic_write_text(config, json.dumps(model_config or vlm_config(), indent=2) + "\n")
+    model_config = vlm_config(int(model.visual.image_size[0]))
+    atomic_write_text(config, json.dumps(model_config, indent=2) + "\n")
     with atomic_path(weights) as tmp:
         save_file(sd, str(tmp), metadata={"format": "pt", "model": "open_clip"})
 

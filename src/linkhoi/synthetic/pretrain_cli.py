@@ -49,7 +49,7 @@ def settings(args: argparse.Namespace) -> dict:
     bad = [k for k in ("scenes", "steps", "batch_size", "eval_every") if base[k] < 1]
     if bad or base["warmup"] < 0 or base["lr"] <= 0 or args.seed < 0:
         raise ValueError(f"settings must be positive: {base} (seed {args.seed})")
-    size = getattr(args, "image_size", 128)
+    size = args.image_size
     if size < 16 or size % 16:
         raise ValueError(f"--image-size must be a positive multiple of 16 (the patch), not {size}")
     return base
